@@ -1,0 +1,47 @@
+# stackblaze — see README.md. `make demo` and `make test` are the two commands a newcomer needs.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/stackblaze
+TESTBED_KUBECONFIG := $(CURDIR)/.testbed/kubeconfig
+# Two cores: keep package-level parallelism low so the test bed's servers keep some CPU.
+GOTEST_FLAGS ?= -p 2 -timeout 45m
+
+.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps demo clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/stackblaze
+
+# deps installs what a fresh machine lacks (PostgreSQL server and client tools).
+deps:
+	@bash hack/testbed/deps.sh
+
+testbed-build:
+	@bash hack/testbed/build.sh >/dev/null
+
+testbed-up: deps
+	@bash hack/testbed/up.sh
+
+testbed-down:
+	@bash hack/testbed/down.sh
+
+testbed-status:
+	@bash hack/testbed/status.sh
+
+# Unit tests only: everything but the end-to-end tests (named TestE2E*).
+test-unit:
+	$(GO) test $(GOTEST_FLAGS) -skip 'E2E' ./...
+
+# The whole suite: unit tests and the end-to-end tests against the test bed, brought up first.
+test: testbed-up build
+	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) $(GO) test $(GOTEST_FLAGS) ./...
+
+test-e2e: testbed-up build
+	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) $(GO) test $(GOTEST_FLAGS) -run 'E2E' ./...
+
+demo: testbed-up build
+	@bash hack/demo.sh
+
+clean:
+	rm -rf bin dist
