@@ -17,13 +17,14 @@ if [ -n "$kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$CLUSTER" ]; then
   "$kwokctl" delete cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_PATH" >/dev/null 2>&1 || true
 fi
 
+data=$(cat "$TB/data-root" 2>/dev/null || echo "$TB")
 # Anything still running from this test bed: its command line names the state directory.
-leftover() { pgrep -f -- "$TB/" || true; }
+leftover() { { pgrep -f -- "$TB/" || true; pgrep -f -- "$data/" || true; } | sort -u; }
 pids=$(leftover)
 if [ -n "$pids" ]; then
   kill -INT $pids 2>/dev/null || true
   for _ in $(seq 1 100); do [ -z "$(leftover)" ] && break; sleep 0.1; done
   pids=$(leftover); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
 fi
-rm -rf "$TB"
+rm -rf "$TB" "$data"
 log "down"

@@ -16,6 +16,19 @@ pg_bindir() {
   [ -n "$d" ] && [ -x "$d/postgres" ] && [ -x "$d/initdb" ] && echo "$d"
 }
 
+# data_root prints where volumes and per-pod state live: inside $TB when the postgres user can
+# reach it, otherwise (a checkout under a private home directory) a directory under /var/tmp that
+# belongs to this test bed alone. down.sh removes it either way.
+data_root() {
+  if [ -f "$TB/data-root" ]; then cat "$TB/data-root"; return; fi
+  local d="$TB"
+  if id postgres >/dev/null 2>&1 && ! su -s /bin/sh postgres -c "test -x '$TB'" 2>/dev/null; then
+    d="/var/tmp/stackblaze-testbed-$(printf '%s' "$TB" | sha256sum | cut -c1-12)"
+  fi
+  echo "$d" > "$TB/data-root"
+  echo "$d"
+}
+
 runner_alive() {
   [ -f "$TB/podrunner.pid" ] && kill -0 "$(cat "$TB/podrunner.pid")" 2>/dev/null
 }

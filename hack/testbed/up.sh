@@ -12,7 +12,10 @@ fi
 
 bin=$(bash "$here/build.sh" | tail -n 1)
 pgbin=$(pg_bindir) || { log "no PostgreSQL server found: run 'make deps'"; exit 1; }
-mkdir -p "$TB/bin" "$TB/volumes" "$TB/pods"
+mkdir -p "$TB/bin"
+data=$(data_root)
+mkdir -p "$data/volumes" "$data/pods"
+chmod 755 "$data" "$data/volumes" "$data/pods"
 ln -sf "$bin/kubectl" "$TB/bin/kubectl"
 kubectl=("$TB/bin/kubectl" --kubeconfig "$KUBECONFIG_PATH")
 
@@ -37,7 +40,7 @@ if ! apiserver_ready; then
     --wait 2m >"$TB/kwokctl.log" 2>&1 || { log "kwokctl failed; see $TB/kwokctl.log"; tail -n 20 "$TB/kwokctl.log" >&2; exit 1; }
 fi
 
-sed "s#@VOLUMES@#$TB/volumes#g" "$here/stages/volume.yaml" > "$TB/volume-stages.yaml"
+sed "s#@VOLUMES@#$data/volumes#g" "$here/stages/volume.yaml" > "$TB/volume-stages.yaml"
 "${kubectl[@]}" apply --server-side --force-conflicts -f "$here/stages/node.yaml" -f "$here/stages/pod.yaml" -f "$TB/volume-stages.yaml" >/dev/null
 "${kubectl[@]}" apply --server-side --force-conflicts -f - >/dev/null <<NODE
 apiVersion: v1
@@ -58,7 +61,7 @@ NODE
 if ! runner_alive; then
   log "starting the pod runner (PostgreSQL from $pgbin)"
   go build -o "$TB/bin/podrunner" "$root/hack/testbed/podrunner"
-  setsid "$TB/bin/podrunner" --kubeconfig "$KUBECONFIG_PATH" --state-dir "$TB/pods" --pg-bin "$pgbin" \
+  setsid "$TB/bin/podrunner" --kubeconfig "$KUBECONFIG_PATH" --state-dir "$data/pods" --pg-bin "$pgbin" \
     </dev/null >>"$TB/podrunner.log" 2>&1 &
   echo $! > "$TB/podrunner.pid"
 fi

@@ -30,6 +30,8 @@ func TestE2ETestbedDownLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	// MkdirTemp makes a private directory; like a checkout in a home directory, the postgres
+	// user cannot enter it, so up.sh puts the data elsewhere. Both places are checked below.
 	state := filepath.Join(dir, "state")
 	script := func(name string) {
 		t.Helper()
@@ -61,8 +63,13 @@ func TestE2ETestbedDownLeavesNothing(t *testing.T) {
 	postgresStatefulSet(t, second, "default", "db", "pw")
 	waitReady(t, second, "default", "db-0", "")
 
-	pids := processesOf(t, state)
-	for _, want := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "podrunner", "postgres"} {
+	dataRoot, err := os.ReadFile(filepath.Join(state, "data-root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := strings.TrimSpace(string(dataRoot))
+	pids := processesOf(t, state, data)
+	for _, want := range []string{"etcd", "kube-apiserver", "kube-controller" /* comm is cut at 15 bytes */, "kube-scheduler", "kwok-controller", "podrunner", "postgres"} {
 		found := false
 		for _, name := range pids {
 			found = found || strings.HasPrefix(name, want)
@@ -78,7 +85,7 @@ func TestE2ETestbedDownLeavesNothing(t *testing.T) {
 
 	script("down.sh")
 
-	if left := processesOf(t, state); len(left) > 0 {
+	if left := processesOf(t, state, data); len(left) > 0 {
 		t.Errorf("after down, processes are left: %v", left)
 	}
 	for _, p := range ports {
@@ -88,14 +95,15 @@ func TestE2ETestbedDownLeavesNothing(t *testing.T) {
 			t.Errorf("after down, %s still accepts connections", p)
 		}
 	}
-	if _, err := os.Stat(state); !os.IsNotExist(err) {
-		t.Errorf("after down, the state directory %s remains", state)
+	for _, d := range []string{state, data} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("after down, the state directory %s remains", d)
+		}
 	}
 }
 
-// processesOf returns pid -> command name of every process whose command line names dir, or
-// whose data directory lies in it.
-func processesOf(t *testing.T, dir string) map[int]string {
+// processesOf returns pid -> command name of every process whose command line names one of dirs.
+func processesOf(t *testing.T, dirs ...string) map[int]string {
 	t.Helper()
 	out := map[int]string{}
 	entries, _ := os.ReadDir("/proc")
@@ -105,7 +113,14 @@ func processesOf(t *testing.T, dir string) map[int]string {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
+		if err != nil {
+			continue
+		}
+		match := false
+		for _, dir := range dirs {
+			match = match || bytes.Contains(cmdline, []byte(dir+"/"))
+		}
+		if !match {
 			continue
 		}
 		comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
