@@ -1,0 +1,53 @@
+package cmdutil
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stackblaze/stackblaze/internal/kube"
+)
+
+// CompleteDatabaseNames completes the first argument with the databases of the namespace. It
+// writes nothing but the candidates.
+func CompleteDatabaseNames(f *Factory) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		if f.Config == nil {
+			cfg, err := LoadConfig(cmd.Flags(), f.ConfigSources)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			f.Config = cfg
+		}
+		c, err := f.Kube()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+		defer cancel()
+		dbs, err := kube.List(ctx, c.Clientset, c.Namespace)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, d := range dbs {
+			if strings.HasPrefix(d.Name, toComplete) {
+				out = append(out, d.Name)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// TimeoutContext derives a context that ends after d (no deadline when d <= 0).
+func TimeoutContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}

@@ -1,0 +1,152 @@
+package cmdutil
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the one typed configuration every command reads. Root fills it once from flags,
+// STACKBLAZE_* environment variables, the config files and defaults, in that order of precedence.
+type Config struct {
+	Kubeconfig      string `mapstructure:"kubeconfig"`
+	Context         string `mapstructure:"context"`
+	Namespace       string `mapstructure:"namespace"`
+	Output          string `mapstructure:"output"`
+	NoColor         bool   `mapstructure:"no_color"`
+	Verbose         bool   `mapstructure:"verbose"`
+	Yes             bool   `mapstructure:"yes"`
+	DNSZone         string `mapstructure:"dns_zone"`
+	ImageRepository string `mapstructure:"image_repository"`
+	// Database is the default database for commands whose NAME is optional (migrate).
+	Database string `mapstructure:"database"`
+
+	// Files lists the config files that were read, lowest precedence first.
+	Files []string `mapstructure:"-"`
+}
+
+// ConfigKey describes one configuration key.
+type ConfigKey struct {
+	Key     string // in config files: dns_zone
+	Flag    string // global flag, when there is one: dns-zone
+	Default any
+	Help    string
+}
+
+// EnvName is the environment variable for a key: STACKBLAZE_DNS_ZONE.
+func (k ConfigKey) EnvName() string { return "STACKBLAZE_" + strings.ToUpper(k.Key) }
+
+// ConfigKeys are all the keys, in the order the docs list them.
+var ConfigKeys = []ConfigKey{
+	{Key: "kubeconfig", Flag: "kubeconfig", Default: "", Help: "path of the kubeconfig file (default: KUBECONFIG, then ~/.kube/config; in-cluster config inside a pod)"},
+	{Key: "context", Flag: "context", Default: "", Help: "kubeconfig context to use (default: the current context)"},
+	{Key: "namespace", Flag: "namespace", Default: "", Help: "namespace (the StackBlaze project; default: the context's namespace)"},
+	{Key: "output", Flag: "output", Default: "text", Help: "output format: text or json"},
+	{Key: "no_color", Flag: "no-color", Default: false, Help: "never use colour"},
+	{Key: "verbose", Flag: "verbose", Default: false, Help: "print more detail on stderr"},
+	{Key: "yes", Flag: "yes", Default: false, Help: "answer yes to every confirmation (required for destructive commands without a terminal)"},
+	{Key: "dns_zone", Flag: "dns-zone", Default: "", Help: "internal DNS zone for database hosts (NAME.<zone> instead of NAME.NS.svc.cluster.local)"},
+	{Key: "image_repository", Flag: "", Default: "postgres", Help: "PostgreSQL image repository; the tag is the major version"},
+	{Key: "database", Flag: "", Default: "", Help: "default database name for commands where NAME is optional"},
+}
+
+// ConfigSources are where LoadConfig looks, so that tests can point them elsewhere.
+type ConfigSources struct {
+	Getenv func(string) string
+	// UserFile is the user-level config file; "" means $XDG_CONFIG_HOME/stackblaze/config.yaml
+	// (or ~/.config/stackblaze/config.yaml).
+	UserFile string
+	// Dir is where the project-local .stackblaze.yaml is looked for; "" means the working directory.
+	Dir string
+}
+
+// UserConfigFile returns the path of the user-level config file.
+func UserConfigFile(getenv func(string) string) string {
+	if d := getenv("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "stackblaze", "config.yaml")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".config", "stackblaze", "config.yaml")
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "stackblaze", "config.yaml")
+	}
+	return ""
+}
+
+// LoadConfig resolves every key: a flag the user set, then STACKBLAZE_<KEY>, then the project-local
+// .stackblaze.yaml, then the user-level file, then the default.
+func LoadConfig(flags *pflag.FlagSet, src ConfigSources) (*Config, error) {
+	getenv := src.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	v := viper.New()
+	v.SetConfigType("yaml")
+	for _, k := range ConfigKeys {
+		v.SetDefault(k.Key, k.Default)
+	}
+	cfg := &Config{}
+	userFile := src.UserFile
+	if userFile == "" {
+		userFile = UserConfigFile(getenv)
+	}
+	dir := src.Dir
+	if dir == "" {
+		dir, _ = os.Getwd()
+	}
+	files := []string{userFile}
+	if dir != "" {
+		files = append(files, filepath.Join(dir, ".stackblaze.yaml"))
+	}
+	for _, file := range files {
+		if file == "" {
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, UsageErrorf("read config file %s: %v", file, err)
+		}
+		if err := v.MergeConfig(strings.NewReader(string(data))); err != nil {
+			return nil, UsageErrorf("config file %s: %v", file, err)
+		}
+		cfg.Files = append(cfg.Files, file)
+	}
+	for _, k := range ConfigKeys {
+		if k.Flag != "" && flags != nil {
+			if fl := flags.Lookup(k.Flag); fl != nil && fl.Changed {
+				v.Set(k.Key, fl.Value.String())
+				continue
+			}
+		}
+		if e := getenv(k.EnvName()); e != "" {
+			v.Set(k.Key, e)
+		}
+	}
+	if err := v.Unmarshal(cfg); err != nil {
+		return nil, UsageErrorf("configuration: %v", err)
+	}
+	cfg.Output = strings.ToLower(cfg.Output)
+	if cfg.Output != "text" && cfg.Output != "json" {
+		return nil, UsageErrorf("output format %q is not supported: use text or json", cfg.Output)
+	}
+	if cfg.ImageRepository == "" {
+		cfg.ImageRepository = "postgres"
+	}
+	return cfg, nil
+}
+
+// String shows a config for --verbose.
+func (c *Config) String() string {
+	return fmt.Sprintf("kubeconfig=%q context=%q namespace=%q output=%s dns_zone=%q image_repository=%q files=%v",
+		c.Kubeconfig, c.Context, c.Namespace, c.Output, c.DNSZone, c.ImageRepository, c.Files)
+}

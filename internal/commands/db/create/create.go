@@ -1,0 +1,315 @@
+// Package create is `stackblaze db create`.
+package create
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/output"
+	"github.com/stackblaze/stackblaze/internal/pg"
+)
+
+// Options are the inputs of create.
+type Options struct {
+	IO         *output.IOStreams
+	Kube       func() (*kube.Client, error)
+	OpenTunnel cmdutil.TunnelOpener
+	CheckLogin func(context.Context, pg.Login) error
+	Now        func() time.Time
+
+	Name    string
+	Version string
+	Storage string
+	Plan    string
+	NoWait  bool
+	Timeout time.Duration
+
+	DNSZone         string
+	ImageRepository string
+
+	// Filled in by Validate.
+	Spec        kube.Spec
+	StorageNote string
+}
+
+// NewCmdCreate builds the command.
+func NewCmdCreate(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Kube: f.Kube, OpenTunnel: f.OpenTunnel, CheckLogin: f.CheckLogin, Now: f.Now}
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a PostgreSQL database",
+		Long: strings.TrimSpace(fmt.Sprintf(`
+Create a PostgreSQL database: a StatefulSet with its volume, a ClusterIP Service, the Secret
+NAME-credentials (username, password, database, host, port, DATABASE_URL) and a NetworkPolicy
+that admits only pods of the same namespace.
+
+By default create waits until the database pod is Ready and a login with the application's
+credentials works through a port-forward, then prints how to connect (never the password).
+Running it again with the same spec changes nothing; with another spec it refuses (exit 6).
+
+NAME: lowercase letters, digits and '-', starting with a letter, at most %d characters.
+Versions: 15, 16. Storage: %dGi to %dGi (10G and 10GB are taken as 10Gi).
+Plans: %s (see docs/commands.md for their CPU and memory).`,
+			kube.MaxNameLength, kube.MinStorageGi, kube.MaxStorageGi, planList())),
+		Example: strings.TrimSpace(`
+stackblaze db create mydb
+stackblaze db create mydb --version 16 --storage 10Gi --plan standard
+stackblaze db create mydb --no-wait -o json`),
+		Args: cmdutil.ExactName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if wait && opts.NoWait {
+				return cmdutil.UsageErrorf("--wait and --no-wait contradict each other")
+			}
+			if f.Config != nil {
+				opts.DNSZone = f.Config.DNSZone
+				opts.ImageRepository = f.Config.ImageRepository
+			}
+			if err := opts.Validate(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return run(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Version, "version", fmt.Sprint(kube.DefaultVersion), "PostgreSQL major version: 15 or 16")
+	fl.StringVar(&opts.Storage, "storage", kube.DefaultStorage, fmt.Sprintf("volume size, %dGi to %dGi", kube.MinStorageGi, kube.MaxStorageGi))
+	fl.StringVar(&opts.Plan, "plan", kube.DefaultPlan, "plan: "+strings.Join(kube.PlanNames(), ", "))
+	fl.BoolVar(&wait, "wait", false, "wait until the database accepts a login (the default)")
+	fl.BoolVar(&opts.NoWait, "no-wait", false, "return once the objects are written")
+	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the database")
+	_ = cmd.RegisterFlagCompletionFunc("version", cobra.FixedCompletions([]string{"15", "16"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("plan", cobra.FixedCompletions(kube.PlanNames(), cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func planList() string {
+	var parts []string
+	for _, p := range kube.Plans {
+		parts = append(parts, p.Name)
+	}
+	return strings.Join(parts, ", ") + " (default " + kube.DefaultPlan + ")"
+}
+
+// Validate checks every input without contacting the cluster.
+func (o *Options) Validate() error {
+	var problems []string
+	if err := kube.ValidateName(o.Name); err != nil {
+		problems = append(problems, err.Error())
+	}
+	version, err := kube.ParseVersion(o.Version)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	storage, note, err := kube.ParseStorage(o.Storage)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	plan, err := kube.ValidatePlan(o.Plan)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if o.Timeout < 0 {
+		problems = append(problems, fmt.Sprintf("timeout %s is negative", o.Timeout))
+	}
+	if len(problems) > 0 {
+		return &cmdutil.Error{Code: cmdutil.ExitUsage, Err: errors.New(strings.Join(problems, "\n"))}
+	}
+	o.StorageNote = note
+	o.Spec = kube.Spec{
+		Name:            o.Name,
+		Version:         version,
+		Storage:         storage,
+		Plan:            plan,
+		ImageRepository: o.ImageRepository,
+		DNSZone:         o.DNSZone,
+	}
+	return nil
+}
+
+// Result is what create reports, as text or JSON.
+type Result struct {
+	Name      string   `json:"name"`
+	Namespace string   `json:"namespace"`
+	Version   int      `json:"version"`
+	Plan      string   `json:"plan"`
+	Storage   string   `json:"storage"`
+	Host      string   `json:"host"`
+	Port      int      `json:"port"`
+	Database  string   `json:"database"`
+	User      string   `json:"user"`
+	Secret    string   `json:"secret"`
+	Changed   bool     `json:"changed"`
+	Changes   []string `json:"changes"`
+	// Ready is true when create waited and a login worked; false with --no-wait.
+	Ready bool `json:"ready"`
+	// Stopped is true when the database exists scaled to 0.
+	Stopped bool `json:"stopped,omitempty"`
+}
+
+func run(ctx context.Context, o *Options) error {
+	c, err := o.Kube()
+	if err != nil {
+		return err
+	}
+	spec := o.Spec
+	spec.Namespace = c.Namespace
+	scope := cmdutil.ScopeOf(c, spec.Name)
+	prog := o.IO.NewProgress(o.Now)
+	defer prog.Stop()
+	if o.StorageNote != "" {
+		prog.Info("%s", o.StorageNote)
+	}
+
+	prog.Start("Checking the namespace %s", spec.Namespace)
+	existing, err := kube.GetExisting(ctx, c.Clientset, spec.Namespace, spec.Name)
+	if err != nil {
+		return cmdutil.KubeError(err, scope)
+	}
+	replicas := int32(1)
+	if sts := existing.StatefulSet; sts != nil {
+		if !kube.IsManaged(sts.Labels) {
+			return cmdutil.KubeError(&kube.ConflictError{Name: spec.Name, Foreign: "statefulset " + sts.Name}, scope)
+		}
+		if d := kube.Diff(sts, spec); len(d) > 0 {
+			return cmdutil.KubeError(&kube.ConflictError{Name: spec.Name, Differences: d}, scope)
+		}
+		if sts.Spec.Replicas != nil {
+			replicas = *sts.Spec.Replicas
+		}
+	}
+	if err := kube.CheckAccess(ctx, c.Clientset, spec.Namespace, kube.CreateAccess); err != nil {
+		return cmdutil.KubeError(err, scope)
+	}
+	creds, err := kube.CredentialsFrom(spec.Name, existing)
+	if err != nil {
+		return err
+	}
+
+	prog.Start("Writing the objects of %s", spec.Name)
+	changes, err := kube.Apply(ctx, c.Clientset, kube.BuildObjects(spec, creds, replicas))
+	if err != nil {
+		return cmdutil.KubeError(err, scope)
+	}
+	res := &Result{
+		Name: spec.Name, Namespace: spec.Namespace, Version: spec.Version, Plan: spec.Plan.Name,
+		Storage: spec.Storage.String(), Host: spec.Host(), Port: kube.Port,
+		Database: creds.Database, User: creds.Username, Secret: kube.CredentialsSecretName(spec.Name),
+		Changed: len(changes) > 0, Changes: []string{},
+	}
+	for _, ch := range changes {
+		res.Changes = append(res.Changes, ch.String())
+	}
+	switch {
+	case len(changes) == 0:
+		prog.Done("Nothing changed: %s already exists with this spec", spec.Name)
+	case existing.StatefulSet == nil:
+		prog.Done("Created %s: PostgreSQL %d, %s, plan %s (%d objects)", spec.Name, spec.Version, spec.Storage.String(), spec.Plan.Name, len(changes))
+	default:
+		prog.Done("Repaired %s: %s", spec.Name, strings.Join(res.Changes, ", "))
+	}
+
+	if o.NoWait {
+		return render(o.IO, res)
+	}
+	if replicas == 0 {
+		res.Stopped = true
+		prog.Warn("%s is stopped (scaled to 0); start it with `stackblaze db scale %s --replicas 1`", spec.Name, spec.Name)
+		return render(o.IO, res)
+	}
+
+	wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
+	defer cancel()
+	start := o.Now()
+	prog.Start("Waiting for pod %s to be ready", kube.PodName(spec.Name))
+	if _, err := kube.WaitPodReady(wctx, c.Clientset, spec.Namespace, kube.PodName(spec.Name)); err != nil {
+		return waitError(ctx, wctx, c, spec, o.Timeout, err, scope)
+	}
+	prog.Done("Pod %s is ready (%s)", kube.PodName(spec.Name), o.Now().Sub(start).Round(time.Second))
+
+	prog.Start("Logging in as %s through a port-forward", creds.Username)
+	if err := verifyLogin(wctx, o, c, spec, creds); err != nil {
+		if wctx.Err() != nil && ctx.Err() == nil {
+			return (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s: no login within --timeout %s: %w", spec.Name, o.Timeout, err)}).
+				WithHint("the pod is ready but PostgreSQL did not accept the application's login; see `kubectl logs %s -n %s`", kube.PodName(spec.Name), spec.Namespace)
+		}
+		return cmdutil.KubeError(err, scope)
+	}
+	prog.Done("Login as %s works (through a port-forward)", creds.Username)
+	res.Ready = true
+	return render(o.IO, res)
+}
+
+func verifyLogin(ctx context.Context, o *Options, c *kube.Client, spec kube.Spec, creds kube.Credentials) error {
+	t, err := o.OpenTunnel(ctx, c, spec.Namespace, kube.PodName(spec.Name), kube.Port)
+	if err != nil {
+		return fmt.Errorf("open a port-forward to %s: %w", kube.PodName(spec.Name), err)
+	}
+	defer t.Close()
+	err = o.CheckLogin(ctx, pg.Login{Host: "127.0.0.1", Port: t.Port(), User: creds.Username, Password: creds.Password, Database: creds.Database})
+	if errors.Is(err, pg.ErrAuth) {
+		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("database %s: %w", spec.Name, err)}).
+			WithHint("the data directory may predate the Secret %s (it was deleted with its data kept?); `stackblaze db delete %s --delete-data` starts afresh", kube.CredentialsSecretName(spec.Name), spec.Name)
+	}
+	return err
+}
+
+func waitError(ctx, wctx context.Context, c *kube.Client, spec kube.Spec, timeout time.Duration, err error, scope cmdutil.Scope) error {
+	if ctx.Err() != nil || wctx.Err() == nil {
+		return cmdutil.KubeError(err, scope)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	why := kube.DescribeNotReady(dctx, c.Clientset, spec.Namespace, spec.Name)
+	return (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s is not ready after %s", spec.Name, timeout)}).
+		WithHint("%s\nthe objects are written: run `stackblaze db status %s` to follow it, or create again with a longer --timeout", strings.Join(why, "\n"), spec.Name)
+}
+
+func render(ios *output.IOStreams, r *Result) error {
+	if ios.IsJSON() {
+		return output.JSON(ios.Out, r)
+	}
+	return RenderText(ios.Out, ios.Theme(), r)
+}
+
+// RenderText writes the connection summary.
+func RenderText(w io.Writer, t output.Theme, r *Result) error {
+	switch {
+	case r.Stopped:
+		fmt.Fprintf(w, "Database %s exists and is stopped.\n", t.Bold.Render(r.Name))
+	case r.Ready && !r.Changed:
+		fmt.Fprintf(w, "Database %s is ready (nothing changed).\n", t.Bold.Render(r.Name))
+	case r.Ready:
+		fmt.Fprintf(w, "Database %s is ready.\n", t.Bold.Render(r.Name))
+	default:
+		fmt.Fprintf(w, "Database %s is being created (not waiting).\n", t.Bold.Render(r.Name))
+	}
+	fmt.Fprintln(w)
+	rows := [][]string{
+		{"  Host", r.Host},
+		{"  Port", fmt.Sprint(r.Port)},
+		{"  Database", r.Database},
+		{"  User", r.User},
+		{"  Password", "in Secret " + r.Secret + " (key password; DATABASE_URL has the full URL)"},
+		{"  Namespace", r.Namespace},
+		{"  Spec", fmt.Sprintf("PostgreSQL %d, %s, plan %s", r.Version, r.Storage, r.Plan)},
+	}
+	for _, row := range rows {
+		fmt.Fprintf(w, "%-14s%s\n", row[0]+":", row[1])
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%s\n", t.Muted.Render(fmt.Sprintf("Attach it to a service: stackblaze db attach %s --to deployment/web", r.Name)))
+	return nil
+}

@@ -1,0 +1,146 @@
+// Package delete is `stackblaze db delete`.
+package delete
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/output"
+)
+
+// Options are the inputs of delete.
+type Options struct {
+	IO   *output.IOStreams
+	Kube func() (*kube.Client, error)
+	Now  func() time.Time
+
+	Name       string
+	DeleteData bool
+	Yes        bool
+	NoWait     bool
+	Timeout    time.Duration
+}
+
+// NewCmdDelete builds the command.
+func NewCmdDelete(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Kube: f.Kube, Now: f.Now}
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a database (its volume and credentials are kept unless --delete-data)",
+		Long: strings.TrimSpace(`
+Delete a database's StatefulSet, Services, NetworkPolicy and init ConfigMap.
+
+The volume claim (data-NAME-0) and the Secrets NAME-credentials and NAME-superuser are kept:
+the data directory only accepts the passwords they hold, so that a later ` + "`db create NAME`" + `
+with the same spec finds the data again. --delete-data deletes them too; that cannot be undone.
+
+On a terminal delete asks first; elsewhere (or when CI is set) it needs --yes.`),
+		Example:           "stackblaze db delete mydb\nstackblaze db delete mydb --yes --delete-data",
+		Args:              cmdutil.ExactName,
+		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if err := kube.ValidateName(opts.Name); err != nil {
+				return cmdutil.KubeError(err, cmdutil.Scope{})
+			}
+			if f.Config != nil {
+				opts.Yes = opts.Yes || f.Config.Yes
+			}
+			if !opts.Yes && !opts.IO.CanPrompt() {
+				why := "stdin is not a terminal"
+				if opts.IO.CI() {
+					why = "CI is set"
+				}
+				return cmdutil.UsageErrorf("refusing to delete database %s without confirmation: %s", opts.Name, why).
+					WithHint("add --yes to delete it")
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return run(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.DeleteData, "delete-data", false, "also delete the volume and the credentials (the data is lost)")
+	cmd.Flags().BoolVar(&opts.NoWait, "no-wait", false, "return without waiting for the pod to stop")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the pod to stop")
+	return cmd
+}
+
+// Result is what delete reports.
+type Result struct {
+	Name      string   `json:"name"`
+	Namespace string   `json:"namespace"`
+	Deleted   []string `json:"deleted"`
+	Kept      []string `json:"kept"`
+}
+
+func run(ctx context.Context, o *Options) error {
+	c, err := o.Kube()
+	if err != nil {
+		return err
+	}
+	scope := cmdutil.ScopeOf(c, o.Name)
+	if err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
+		return cmdutil.KubeError(err, scope)
+	}
+	if !o.Yes {
+		q := fmt.Sprintf("Delete database %s in namespace %s (the volume is kept)?", o.Name, c.Namespace)
+		if o.DeleteData {
+			q = fmt.Sprintf("Delete database %s in namespace %s AND ITS DATA?", o.Name, c.Namespace)
+		}
+		ok, err := o.IO.Confirm(q)
+		if err != nil && !errors.Is(err, output.ErrNoAnswer) {
+			return err
+		}
+		if !ok {
+			return cmdutil.Errorf(cmdutil.ExitError, "not deleted: no confirmation")
+		}
+	}
+	prog := o.IO.NewProgress(o.Now)
+	defer prog.Stop()
+	prog.Start("Deleting %s", o.Name)
+	d, err := kube.Delete(ctx, c.Clientset, c.Namespace, o.Name, o.DeleteData)
+	if err != nil {
+		return cmdutil.KubeError(err, scope)
+	}
+	prog.Done("Deleted %s", strings.Join(d.Deleted, ", "))
+	if !o.NoWait {
+		wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
+		defer cancel()
+		prog.Start("Waiting for pod %s to stop", kube.PodName(o.Name))
+		if err := kube.WaitPodGone(wctx, c.Clientset, c.Namespace, kube.PodName(o.Name)); err != nil {
+			if ctx.Err() == nil && wctx.Err() != nil {
+				return cmdutil.Errorf(cmdutil.ExitTimeout, "database %s: pod %s still exists after %s", o.Name, kube.PodName(o.Name), o.Timeout)
+			}
+			return cmdutil.KubeError(err, scope)
+		}
+		prog.Done("Pod %s stopped", kube.PodName(o.Name))
+	}
+	if len(d.Kept) > 0 {
+		prog.Info("Kept %s; delete them with `stackblaze db delete %s --delete-data`", strings.Join(d.Kept, ", "), o.Name)
+	}
+	res := Result{Name: o.Name, Namespace: c.Namespace, Deleted: nonNil(d.Deleted), Kept: nonNil(d.Kept)}
+	if o.IO.IsJSON() {
+		return output.JSON(o.IO.Out, res)
+	}
+	if o.DeleteData {
+		fmt.Fprintf(o.IO.Out, "Database %s deleted with its data.\n", o.Name)
+	} else {
+		fmt.Fprintf(o.IO.Out, "Database %s deleted; its volume %s and its credentials are kept.\n", o.Name, kube.PVCName(o.Name))
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

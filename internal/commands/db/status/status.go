@@ -1,0 +1,107 @@
+// Package status is `stackblaze db status`.
+package status
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/output"
+)
+
+// Options are the inputs of status.
+type Options struct {
+	IO      *output.IOStreams
+	Kube    func() (*kube.Client, error)
+	Now     func() time.Time
+	Name    string
+	DNSZone string
+}
+
+// NewCmdStatus builds the command.
+func NewCmdStatus(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Kube: f.Kube, Now: f.Now}
+	return &cobra.Command{
+		Use:               "status NAME",
+		Short:             "Show the state of a database",
+		Example:           "stackblaze db status mydb\nstackblaze db status mydb -o json",
+		Args:              cmdutil.ExactName,
+		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if err := kube.ValidateName(opts.Name); err != nil {
+				return cmdutil.KubeError(err, cmdutil.Scope{})
+			}
+			if f.Config != nil {
+				opts.DNSZone = f.Config.DNSZone
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return run(cmd.Context(), opts)
+		},
+	}
+}
+
+func run(ctx context.Context, o *Options) error {
+	c, err := o.Kube()
+	if err != nil {
+		return err
+	}
+	st, err := kube.GetStatus(ctx, c.Clientset, c.Namespace, o.Name, o.DNSZone)
+	if err != nil {
+		return cmdutil.KubeError(err, cmdutil.ScopeOf(c, o.Name))
+	}
+	if o.IO.IsJSON() {
+		return output.JSON(o.IO.Out, st)
+	}
+	return RenderText(o.IO.Out, o.IO.Theme(), st, o.Now())
+}
+
+// RenderText writes the status.
+func RenderText(w io.Writer, t output.Theme, st *kube.Status, now time.Time) error {
+	state := st.State
+	if st.State == kube.StateReady {
+		state = t.Success.Render(state)
+	} else {
+		state = t.Warning.Render(state)
+	}
+	pod := "none (stopped)"
+	if p := st.Pod; p != nil {
+		ready := "not ready"
+		if p.Ready {
+			ready = "ready"
+		}
+		pod = fmt.Sprintf("%s, %s, %s, %d restarts", p.Name, p.Phase, ready, p.Restarts)
+		if p.Reason != "" {
+			pod += ", waiting: " + p.Reason
+		}
+	} else if st.Replicas > 0 {
+		pod = "not created yet"
+	}
+	bound := st.StorageBound
+	if bound == "" {
+		bound = "not bound"
+	}
+	fmt.Fprintf(w, "%s in namespace %s\n\n", t.Bold.Render(st.Name), st.Namespace)
+	rows := [][]string{
+		{"State", state},
+		{"Pod", pod},
+		{"Version", fmt.Sprintf("PostgreSQL %s (%s)", st.Version, st.Image)},
+		{"Plan", st.Plan},
+		{"Storage", fmt.Sprintf("%s requested, %s (%s, %s)", st.Storage, bound, st.VolumeClaim, st.VolumePhase)},
+		{"Replicas", fmt.Sprint(st.Replicas)},
+		{"Age", output.Age(now.Sub(st.Created))},
+		{"Host", fmt.Sprintf("%s:%d", st.Host, st.Port)},
+		{"Secret", st.Secret},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-10s%s\n", r[0]+":", r[1])
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Access is one permission a command needs.
+type Access struct {
+	Verb        string
+	Group       string
+	Resource    string
+	Subresource string
+}
+
+func (a Access) String() string {
+	r := a.Resource
+	if a.Subresource != "" {
+		r += "/" + a.Subresource
+	}
+	if a.Group != "" {
+		r += "." + a.Group
+	}
+	return a.Verb + " " + r
+}
+
+// CreateAccess is what create needs beyond reading; checked before anything is written, so that a
+// user without it gets one clear error and no half-made database.
+var CreateAccess = []Access{
+	{Verb: "create", Resource: "secrets"},
+	{Verb: "patch", Resource: "secrets"},
+	{Verb: "create", Resource: "configmaps"},
+	{Verb: "patch", Resource: "configmaps"},
+	{Verb: "create", Resource: "services"},
+	{Verb: "patch", Resource: "services"},
+	{Verb: "create", Group: "networking.k8s.io", Resource: "networkpolicies"},
+	{Verb: "patch", Group: "networking.k8s.io", Resource: "networkpolicies"},
+	{Verb: "create", Group: "apps", Resource: "statefulsets"},
+	{Verb: "patch", Group: "apps", Resource: "statefulsets"},
+}
+
+// ForbiddenError says which permission is missing.
+type ForbiddenError struct {
+	Access    Access
+	Namespace string
+}
+
+func (e *ForbiddenError) Error() string {
+	r := e.Access.Resource
+	if e.Access.Subresource != "" {
+		r += "/" + e.Access.Subresource
+	}
+	if e.Access.Group != "" {
+		r += "." + e.Access.Group
+	}
+	return fmt.Sprintf("you are not allowed to %s %s in namespace %s", e.Access.Verb, r, e.Namespace)
+}
+
+// CheckAccess asks the API server (SelfSubjectAccessReview, which every authenticated user may
+// create) whether the caller has each permission, and returns a *ForbiddenError for the first it
+// lacks. If the review itself fails, it returns nil and lets the real request speak.
+func CheckAccess(ctx context.Context, cs kubernetes.Interface, ns string, checks []Access) error {
+	for _, a := range checks {
+		r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Verb: a.Verb, Group: a.Group, Resource: a.Resource, Subresource: a.Subresource,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			if strings.Contains(err.Error(), "connection refused") || ctx.Err() != nil {
+				return err
+			}
+			return nil
+		}
+		if !r.Status.Allowed {
+			return &ForbiddenError{Access: a, Namespace: ns}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Existing is what the cluster already holds for a database name, read before create applies.
+type Existing struct {
+	StatefulSet *appsv1.StatefulSet
+	Superuser   *corev1.Secret
+	Credentials *corev1.Secret
+}
+
+// GetExisting reads the StatefulSet and the Secrets of a database; missing ones are nil.
+func GetExisting(ctx context.Context, cs kubernetes.Interface, ns, name string) (*Existing, error) {
+	var e Existing
+	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("get statefulset %s: %w", name, err)
+	default:
+		e.StatefulSet = sts
+	}
+	for _, s := range []struct {
+		name string
+		dst  **corev1.Secret
+	}{{SuperuserSecretName(name), &e.Superuser}, {CredentialsSecretName(name), &e.Credentials}} {
+		sec, err := cs.CoreV1().Secrets(ns).Get(ctx, s.name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return nil, fmt.Errorf("get secret %s: %w", s.name, err)
+		default:
+			*s.dst = sec
+		}
+	}
+	return &e, nil
+}
+
+// IsManaged tells whether an object carries stackblaze's managed-by label.
+func IsManaged(labels map[string]string) bool { return labels[LabelManagedBy] == "stackblaze" }
+
+// Diff compares the spec recorded on an existing StatefulSet with a requested one and returns
+// one line per difference, or nothing.
+func Diff(sts *appsv1.StatefulSet, want Spec) []string {
+	var d []string
+	a := sts.Annotations
+	if got := a[AnnotationVersion]; got != strconv.Itoa(want.Version) {
+		d = append(d, fmt.Sprintf("version: %s in the cluster, %d requested", orUnknown(got), want.Version))
+	}
+	if got := a[AnnotationStorage]; !sameQuantity(got, want.Storage) {
+		d = append(d, fmt.Sprintf("storage: %s in the cluster, %s requested", orUnknown(safeQuantity(got)), want.Storage.String()))
+	}
+	if got := a[AnnotationPlan]; got != want.Plan.Name {
+		d = append(d, fmt.Sprintf("plan: %s in the cluster, %s requested", orUnknown(got), want.Plan.Name))
+	}
+	return d
+}
+
+func sameQuantity(s string, want resource.Quantity) bool {
+	q, err := resource.ParseQuantity(s)
+	return err == nil && q.Cmp(want) == 0
+}
+
+func safeQuantity(s string) string {
+	if s == "" {
+		return ""
+	}
+	if q, err := resource.ParseQuantity(s); err == nil {
+		return q.String()
+	}
+	return s
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// CredentialsFrom returns the passwords to use: those already in the Secrets when they exist (so
+// that create never changes a password the data directory knows), new ones otherwise.
+func CredentialsFrom(name string, e *Existing) (Credentials, error) {
+	c := Credentials{Username: RoleName(name), Database: RoleName(name)}
+	if e != nil && e.Credentials != nil {
+		if p := string(e.Credentials.Data["password"]); p != "" {
+			c.Password = p
+		}
+		if u := string(e.Credentials.Data["username"]); u != "" {
+			c.Username = u
+		}
+		if d := string(e.Credentials.Data["database"]); d != "" {
+			c.Database = d
+		}
+	}
+	if e != nil && e.Superuser != nil {
+		c.SuperuserPassword = string(e.Superuser.Data["password"])
+	}
+	var err error
+	if c.Password == "" {
+		if c.Password, err = NewPassword(); err != nil {
+			return c, err
+		}
+	}
+	if c.SuperuserPassword == "" {
+		if c.SuperuserPassword, err = NewPassword(); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// Change is one object that apply created or changed.
+type Change struct {
+	Kind    string
+	Name    string
+	Created bool
+}
+
+func (c Change) String() string {
+	verb := "updated"
+	if c.Created {
+		verb = "created"
+	}
+	return fmt.Sprintf("%s %s %s", c.Kind, c.Name, verb)
+}
+
+// Apply writes every object of a database with server-side apply and returns those it created or
+// changed; none means the cluster already held exactly this.
+func Apply(ctx context.Context, cs kubernetes.Interface, o Objects) ([]Change, error) {
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	var changes []Change
+	note := func(kind, name string, before *string, after string) {
+		if before == nil || *before != after {
+			changes = append(changes, Change{Kind: kind, Name: name, Created: before == nil})
+		}
+	}
+	ns := *o.StatefulSet.Namespace
+
+	for _, sec := range []*secretAC{o.SuperuserSecret, o.CredentialsSecret} {
+		before, err := rv(cs.CoreV1().Secrets(ns).Get(ctx, *sec.Name, metav1.GetOptions{}))
+		if err != nil {
+			return changes, fmt.Errorf("get secret %s: %w", *sec.Name, err)
+		}
+		got, err := cs.CoreV1().Secrets(ns).Apply(ctx, sec, opts)
+		if err != nil {
+			return changes, fmt.Errorf("apply secret %s: %w", *sec.Name, err)
+		}
+		note("Secret", got.Name, before, got.ResourceVersion)
+	}
+
+	before, err := rv(cs.CoreV1().ConfigMaps(ns).Get(ctx, *o.InitConfigMap.Name, metav1.GetOptions{}))
+	if err != nil {
+		return changes, fmt.Errorf("get configmap %s: %w", *o.InitConfigMap.Name, err)
+	}
+	cm, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, o.InitConfigMap, opts)
+	if err != nil {
+		return changes, fmt.Errorf("apply configmap %s: %w", *o.InitConfigMap.Name, err)
+	}
+	note("ConfigMap", cm.Name, before, cm.ResourceVersion)
+
+	for _, svc := range []*serviceAC{o.HeadlessService, o.Service} {
+		before, err := rv(cs.CoreV1().Services(ns).Get(ctx, *svc.Name, metav1.GetOptions{}))
+		if err != nil {
+			return changes, fmt.Errorf("get service %s: %w", *svc.Name, err)
+		}
+		got, err := cs.CoreV1().Services(ns).Apply(ctx, svc, opts)
+		if err != nil {
+			return changes, fmt.Errorf("apply service %s: %w", *svc.Name, err)
+		}
+		note("Service", got.Name, before, got.ResourceVersion)
+	}
+
+	before, err = rv(cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, *o.NetworkPolicy.Name, metav1.GetOptions{}))
+	if err != nil {
+		return changes, fmt.Errorf("get networkpolicy %s: %w", *o.NetworkPolicy.Name, err)
+	}
+	np, err := cs.NetworkingV1().NetworkPolicies(ns).Apply(ctx, o.NetworkPolicy, opts)
+	if err != nil {
+		return changes, fmt.Errorf("apply networkpolicy %s: %w", *o.NetworkPolicy.Name, err)
+	}
+	note("NetworkPolicy", np.Name, before, np.ResourceVersion)
+
+	before, err = rv(cs.AppsV1().StatefulSets(ns).Get(ctx, *o.StatefulSet.Name, metav1.GetOptions{}))
+	if err != nil {
+		return changes, fmt.Errorf("get statefulset %s: %w", *o.StatefulSet.Name, err)
+	}
+	sts, err := cs.AppsV1().StatefulSets(ns).Apply(ctx, o.StatefulSet, opts)
+	if err != nil {
+		return changes, fmt.Errorf("apply statefulset %s: %w", *o.StatefulSet.Name, err)
+	}
+	note("StatefulSet", sts.Name, before, sts.ResourceVersion)
+	return changes, nil
+}
+
+type metaObject interface{ GetResourceVersion() string }
+
+// rv returns an object's resourceVersion, nil when it does not exist.
+func rv[T metaObject](obj T, err error) (*string, error) {
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := obj.GetResourceVersion()
+	return &v, nil
+}

@@ -1,0 +1,182 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// States of a database.
+const (
+	StateReady       = "ready"
+	StateStarting    = "starting"
+	StateStopped     = "stopped"
+	StateStopping    = "stopping"
+	StatePending     = "pending"
+	StateTerminating = "terminating"
+)
+
+// Database is one database as list shows it.
+type Database struct {
+	Name      string    `json:"name"`
+	Namespace string    `json:"namespace"`
+	Version   string    `json:"version"`
+	Plan      string    `json:"plan"`
+	Storage   string    `json:"storage"`
+	Replicas  int32     `json:"replicas"`
+	State     string    `json:"state"`
+	Ready     bool      `json:"ready"`
+	Restarts  int32     `json:"restarts"`
+	Created   time.Time `json:"created"`
+}
+
+// List returns the databases of a namespace, sorted by name, with exactly two API calls (one list
+// of StatefulSets and one of pods, both by label), however many databases there are.
+func List(ctx context.Context, cs kubernetes.Interface, ns string) ([]Database, error) {
+	sel := metav1.ListOptions{LabelSelector: ManagedSelector("")}
+	stss, err := cs.AppsV1().StatefulSets(ns).List(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("list statefulsets: %w", err)
+	}
+	dbs := make([]Database, 0, len(stss.Items))
+	if len(stss.Items) == 0 {
+		return dbs, nil
+	}
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	byName := make(map[string]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		byName[p.Name] = p
+	}
+	for i := range stss.Items {
+		sts := &stss.Items[i]
+		dbs = append(dbs, summarize(sts, byName[PodName(sts.Name)]))
+	}
+	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Name < dbs[j].Name })
+	return dbs, nil
+}
+
+func summarize(sts *appsv1.StatefulSet, pod *corev1.Pod) Database {
+	d := Database{
+		Name:      sts.Name,
+		Namespace: sts.Namespace,
+		Version:   sts.Annotations[AnnotationVersion],
+		Plan:      sts.Annotations[AnnotationPlan],
+		Storage:   safeQuantity(sts.Annotations[AnnotationStorage]),
+		Replicas:  1,
+		Created:   sts.CreationTimestamp.Time,
+	}
+	if sts.Spec.Replicas != nil {
+		d.Replicas = *sts.Spec.Replicas
+	}
+	if pod != nil {
+		for _, c := range pod.Status.ContainerStatuses {
+			d.Restarts += c.RestartCount
+		}
+	}
+	d.Ready = PodReady(pod)
+	switch {
+	case sts.DeletionTimestamp != nil:
+		d.State = StateTerminating
+	case d.Replicas == 0 && pod == nil:
+		d.State = StateStopped
+	case d.Replicas == 0:
+		d.State = StateStopping
+	case pod == nil:
+		d.State = StatePending
+	case pod.DeletionTimestamp != nil:
+		d.State = StateTerminating
+	case d.Ready:
+		d.State = StateReady
+	default:
+		d.State = StateStarting
+	}
+	return d
+}
+
+// Status is everything status shows about one database.
+type Status struct {
+	Database
+	Image string `json:"image"`
+	// Pod is nil when the database is stopped.
+	Pod *PodStatus `json:"pod"`
+	// StorageBound is the capacity of the bound volume ("" while unbound).
+	StorageBound string `json:"storageBound"`
+	VolumeClaim  string `json:"volumeClaim"`
+	VolumePhase  string `json:"volumePhase"`
+	Host         string `json:"host"`
+	Port         int    `json:"port"`
+	Secret       string `json:"secret"`
+}
+
+// PodStatus is the part of status about the pod.
+type PodStatus struct {
+	Name     string `json:"name"`
+	Phase    string `json:"phase"`
+	Ready    bool   `json:"ready"`
+	Restarts int32  `json:"restarts"`
+	// Reason is why the container is waiting, when it is.
+	Reason string `json:"reason,omitempty"`
+}
+
+// GetStatus reads one database. A missing StatefulSet is a *NotFoundError.
+func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone string) (*Status, error) {
+	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && !IsManaged(sts.Labels)) {
+		return nil, &NotFoundError{Name: name, Namespace: ns}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get statefulset %s: %w", name, err)
+	}
+	pod, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		pod, err = nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get pod %s: %w", PodName(name), err)
+	}
+	st := &Status{
+		Database:    summarize(sts, pod),
+		Host:        HostFor(name, ns, zone),
+		Port:        Port,
+		Secret:      CredentialsSecretName(name),
+		VolumeClaim: PVCName(name),
+	}
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		if c.Name == "postgres" {
+			st.Image = c.Image
+		}
+	}
+	if pod != nil {
+		ps := &PodStatus{Name: pod.Name, Phase: string(pod.Status.Phase), Ready: PodReady(pod), Restarts: st.Restarts}
+		for _, c := range pod.Status.ContainerStatuses {
+			if c.State.Waiting != nil {
+				ps.Reason = c.State.Waiting.Reason
+			}
+		}
+		st.Pod = ps
+	}
+	pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, PVCName(name), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		st.VolumePhase = "Missing"
+	case err != nil:
+		return nil, fmt.Errorf("get persistentvolumeclaim %s: %w", PVCName(name), err)
+	default:
+		st.VolumePhase = string(pvc.Status.Phase)
+		if q, ok := pvc.Status.Capacity[corev1.ResourceStorage]; ok {
+			st.StorageBound = q.String()
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,183 @@
+package kube
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Limits on the input of create.
+const (
+	// MaxNameLength keeps every derived name valid: the Service NAME-headless and the pods'
+	// controller-revision-hash label (NAME-<hash of up to 10 characters>) must fit in 63
+	// characters, which allows 52; 40 leaves room for the names later commands derive
+	// (NAME-migrate-lock, NAME-backup-YYYYMMDDHHMMSS) and for the application role, a PostgreSQL
+	// identifier of at most 63 bytes.
+	MaxNameLength = 40
+	MinStorageGi  = 1
+	MaxStorageGi  = 500
+	DefaultPlan   = "hobby"
+	// DefaultVersion is the PostgreSQL major version when --version is not given.
+	DefaultVersion = 16
+	// DefaultStorage is the volume size when --storage is not given.
+	DefaultStorage = "1Gi"
+	Port           = 5432
+)
+
+// Versions are the supported PostgreSQL major versions.
+var Versions = []int{15, 16}
+
+// Plan is a size of database: what its pod requests and may use.
+type Plan struct {
+	Name          string `json:"name"`
+	CPURequest    string `json:"cpuRequest"`
+	CPULimit      string `json:"cpuLimit"`
+	MemoryRequest string `json:"memoryRequest"`
+	MemoryLimit   string `json:"memoryLimit"`
+	// SharedMemory sizes the emptyDir mounted at /dev/shm.
+	SharedMemory string `json:"sharedMemory"`
+	Backups      string `json:"backups"`
+	PITR         bool   `json:"pitr"`
+}
+
+// Plans are the documented plans, smallest first. docs/commands.md lists the same figures.
+var Plans = []Plan{
+	{Name: "hobby", CPURequest: "250m", CPULimit: "1", MemoryRequest: "512Mi", MemoryLimit: "512Mi", SharedMemory: "128Mi", Backups: "daily, kept 7 days"},
+	{Name: "standard", CPURequest: "1", CPULimit: "2", MemoryRequest: "2Gi", MemoryLimit: "2Gi", SharedMemory: "512Mi", Backups: "daily, kept 7 days", PITR: true},
+	{Name: "pro", CPURequest: "2", CPULimit: "4", MemoryRequest: "8Gi", MemoryLimit: "8Gi", SharedMemory: "2Gi", Backups: "daily, kept 7 days", PITR: true},
+}
+
+// PlanNames lists the plan names.
+func PlanNames() []string {
+	n := make([]string, len(Plans))
+	for i, p := range Plans {
+		n[i] = p.Name
+	}
+	return n
+}
+
+// LookupPlan finds a plan by name.
+func LookupPlan(name string) (Plan, bool) {
+	for _, p := range Plans {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Plan{}, false
+}
+
+// InputError is a bad value the user gave; nothing was sent to the cluster.
+type InputError struct{ Msg string }
+
+func (e *InputError) Error() string { return e.Msg }
+
+func inputErrorf(format string, args ...any) error {
+	return &InputError{Msg: fmt.Sprintf(format, args...)}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+
+// ValidateName checks a database name: a DNS-1035 label (a DNS-1123 label that starts with a
+// letter, because Services require it) of at most MaxNameLength characters.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return inputErrorf("database name is empty: use lowercase letters, digits and '-', starting with a letter, at most %d characters", MaxNameLength)
+	case len(name) > MaxNameLength:
+		return inputErrorf("database name %q is %d characters long: at most %d are allowed (derived names such as %s-credentials must stay valid)", name, len(name), MaxNameLength, name)
+	case !nameRE.MatchString(name):
+		return inputErrorf("database name %q is not valid: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit (like my-db)", name)
+	}
+	return nil
+}
+
+// ParseVersion checks a PostgreSQL major version.
+func ParseVersion(s string) (int, error) {
+	v, err := strconv.Atoi(strings.TrimSpace(s))
+	if err == nil {
+		for _, ok := range Versions {
+			if v == ok {
+				return v, nil
+			}
+		}
+	}
+	return 0, inputErrorf("version %q is not supported: use 15 or 16", s)
+}
+
+// ValidatePlan checks a plan name.
+func ValidatePlan(s string) (Plan, error) {
+	if p, ok := LookupPlan(s); ok {
+		return p, nil
+	}
+	return Plan{}, inputErrorf("plan %q does not exist: use one of %s", s, strings.Join(PlanNames(), ", "))
+}
+
+var storageRE = regexp.MustCompile(`^([0-9]+)(Gi|G|GB|gi|g|gb)$`)
+
+// ParseStorage reads a volume size in whole GiB. 10Gi is taken as it is; 10G and 10GB are taken
+// as 10Gi, and note says so.
+func ParseStorage(s string) (q resource.Quantity, note string, err error) {
+	m := storageRE.FindStringSubmatch(strings.TrimSpace(s))
+	allowed := fmt.Sprintf("use a whole number of GiB from %dGi to %dGi, like 10Gi (10G and 10GB are taken as 10Gi)", MinStorageGi, MaxStorageGi)
+	if m == nil {
+		return q, "", inputErrorf("storage %q is not a size: %s", s, allowed)
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil || n < MinStorageGi || n > MaxStorageGi {
+		return q, "", inputErrorf("storage %q is out of range: %s", s, allowed)
+	}
+	q = resource.MustParse(fmt.Sprintf("%dGi", n))
+	if m[2] != "Gi" {
+		note = fmt.Sprintf("storage: %s taken as %dGi", s, n)
+	}
+	return q, note, nil
+}
+
+// Spec is what create asks for.
+type Spec struct {
+	Name      string
+	Namespace string
+	Version   int
+	Storage   resource.Quantity
+	Plan      Plan
+	// ImageRepository is the repository of the image; the tag is the version.
+	ImageRepository string
+	// DNSZone, when set, makes the host NAME.<zone> instead of NAME.NS.svc.cluster.local.
+	DNSZone string
+}
+
+// Image is the container image.
+func (s Spec) Image() string {
+	repo := s.ImageRepository
+	if repo == "" {
+		repo = "postgres"
+	}
+	return fmt.Sprintf("%s:%d", repo, s.Version)
+}
+
+// Host is the DNS name applications use.
+func (s Spec) Host() string { return HostFor(s.Name, s.Namespace, s.DNSZone) }
+
+// HostFor is the DNS name of a database's Service.
+func HostFor(name, namespace, zone string) string {
+	zone = strings.Trim(zone, ".")
+	if zone != "" {
+		return name + "." + zone
+	}
+	return fmt.Sprintf("%s.%s.svc.cluster.local", name, namespace)
+}
+
+// RoleName is the application role's (and database's) name: NAME with '-' replaced by '_', so
+// that it needs no quoting in SQL.
+func RoleName(name string) string { return strings.ReplaceAll(name, "-", "_") }
+
+// Derived object names.
+func CredentialsSecretName(name string) string { return name + "-credentials" }
+func SuperuserSecretName(name string) string   { return name + "-superuser" }
+func HeadlessServiceName(name string) string   { return name + "-headless" }
+func InitConfigMapName(name string) string     { return name + "-init" }
+func PodName(name string) string               { return name + "-0" }
+func PVCName(name string) string               { return "data-" + name + "-0" }

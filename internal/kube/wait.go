@@ -1,0 +1,131 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+)
+
+func podListWatch(cs kubernetes.Interface, ns, pod string) *cache.ListWatch {
+	sel := fields.OneTermEqualSelector("metadata.name", pod).String()
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return cs.CoreV1().Pods(ns).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return cs.CoreV1().Pods(ns).Watch(ctx, o)
+		},
+	}
+}
+
+// PodReady tells whether a pod is Ready and not being deleted.
+func PodReady(p *corev1.Pod) bool {
+	if p == nil || p.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// WaitPodReady watches a pod until it is Ready. It returns the pod, or the context's error; then
+// DescribeNotReady can say why.
+func WaitPodReady(ctx context.Context, cs kubernetes.Interface, ns, pod string) (*corev1.Pod, error) {
+	// A database that is already up (a second create) needs no watch.
+	if p, err := cs.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{}); err == nil && PodReady(p) {
+		return p, nil
+	}
+	var ready *corev1.Pod
+	_, err := watchtools.UntilWithSync(ctx, podListWatch(cs, ns, pod), &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted && PodReady(p) {
+			ready = p
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("watch pod %s: %w", pod, err)
+	}
+	return ready, nil
+}
+
+// WaitPodGone watches until a pod does not exist.
+func WaitPodGone(ctx context.Context, cs kubernetes.Interface, ns, pod string) error {
+	key := ns + "/" + pod
+	_, err := watchtools.UntilWithSync(ctx, podListWatch(cs, ns, pod), &corev1.Pod{},
+		func(store cache.Store) (bool, error) {
+			_, exists, err := store.GetByKey(key)
+			return !exists, err
+		},
+		func(ev watch.Event) (bool, error) { return ev.Type == watch.Deleted, nil })
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("watch pod %s: %w", pod, err)
+	}
+	return nil
+}
+
+// DescribeNotReady explains, as well as the cluster can tell, why a database's pod is not ready:
+// the StatefulSet's failed pod creations (an admission webhook or Pod Security refusing it), the
+// container's waiting reason, an unbound volume. It makes a few calls and is meant for the moment
+// a wait has failed.
+func DescribeNotReady(ctx context.Context, cs kubernetes.Interface, ns, name string) []string {
+	var out []string
+	pod, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{})
+	if err == nil {
+		out = append(out, fmt.Sprintf("pod %s is %s", pod.Name, pod.Status.Phase))
+		for _, c := range pod.Status.Conditions {
+			if c.Status != corev1.ConditionTrue && c.Message != "" {
+				out = append(out, fmt.Sprintf("%s: %s", c.Type, c.Message))
+			}
+		}
+		for _, st := range pod.Status.ContainerStatuses {
+			if w := st.State.Waiting; w != nil {
+				out = append(out, fmt.Sprintf("container %s is waiting: %s %s", st.Name, w.Reason, w.Message))
+			}
+		}
+	} else {
+		out = append(out, fmt.Sprintf("pod %s does not exist", PodName(name)))
+	}
+	if pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, PVCName(name), metav1.GetOptions{}); err == nil && pvc.Status.Phase != corev1.ClaimBound {
+		out = append(out, fmt.Sprintf("volume claim %s is %s", pvc.Name, pvc.Status.Phase))
+	}
+	evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.AndSelectors(
+			fields.OneTermEqualSelector("involvedObject.name", name),
+			fields.OneTermEqualSelector("type", corev1.EventTypeWarning)).String(),
+	})
+	if err == nil {
+		items := evs.Items
+		sort.Slice(items, func(i, j int) bool { return items[i].LastTimestamp.Before(&items[j].LastTimestamp) })
+		seen := map[string]bool{}
+		for i := len(items) - 1; i >= 0 && len(seen) < 3; i-- {
+			msg := strings.TrimSpace(items[i].Reason + ": " + items[i].Message)
+			if !seen[msg] {
+				seen[msg] = true
+				out = append(out, msg)
+			}
+		}
+	}
+	return out
+}
