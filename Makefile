@@ -6,7 +6,7 @@ TESTBED_KUBECONFIG := $(CURDIR)/.testbed/kubeconfig
 # Two cores: keep package-level parallelism low so the test bed's servers keep some CPU.
 GOTEST_FLAGS ?= -p 2 -timeout 45m
 
-.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps demo clean
+.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools demo clean
 
 all: build
 
@@ -33,12 +33,18 @@ testbed-status:
 test-unit:
 	$(GO) test $(GOTEST_FLAGS) -skip 'E2E' ./...
 
-# The whole suite: unit tests and the end-to-end tests against the test bed, brought up first.
-test: testbed-up build
-	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) $(GO) test $(GOTEST_FLAGS) ./...
+# The real migration tools (goose, node-pg-migrate) that `db migrate`'s end-to-end tests run.
+e2e-tools:
+	@bash hack/e2e-tools.sh >/dev/null
 
-test-e2e: testbed-up build
-	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) $(GO) test $(GOTEST_FLAGS) -run 'E2E' ./...
+# The whole suite: unit tests and the end-to-end tests against the test bed, brought up first.
+test: testbed-up build e2e-tools
+	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) STACKBLAZE_E2E_TOOLS=$$(bash hack/e2e-tools.sh) \
+		$(GO) test $(GOTEST_FLAGS) ./...
+
+test-e2e: testbed-up build e2e-tools
+	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) STACKBLAZE_E2E_TOOLS=$$(bash hack/e2e-tools.sh) \
+		$(GO) test $(GOTEST_FLAGS) -run 'E2E' ./...
 
 demo: testbed-up build
 	@bash hack/demo.sh

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/httpstream"
@@ -69,8 +70,9 @@ func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStre
 
 	remoteDone := make(chan error, 1)
 	localDone := make(chan error, 1)
+	remote := &countingReader{r: dataStream}
 	go func() {
-		_, err := t.copyBuf(conn, dataStream)
+		_, err := t.copyBuf(conn, remote)
 		remoteDone <- err
 	}()
 	go func() {
@@ -101,8 +103,11 @@ func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStre
 			if !isClosedConn(err) && t.ctx.Err() == nil {
 				t.cfg.Logf("connection from %s: %v", conn.RemoteAddr(), err)
 			}
+		} else if err, ok := t.awaitAfterHalfClose(remote, remoteDone); !ok {
+			// The client is gone, and the pod's side neither answers nor closes: some
+			// forwarders never pass the half-close on to the pod. Do not hold on forever.
+			clean = false
 		} else {
-			err := <-remoteDone
 			remoteFinished = true
 			if err != nil {
 				clean = false
@@ -145,6 +150,45 @@ func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStre
 		<-localDone
 	}
 	return clean
+}
+
+// halfCloseIdle is how long the pod's side may stay silent after the client has closed its
+// side before the connection is given up.
+const halfCloseIdle = 30 * time.Second
+
+// awaitAfterHalfClose waits for the pod's side to finish after the client closed its side,
+// for as long as data keeps coming. ok is false when it went silent for halfCloseIdle, or the
+// tunnel closed.
+func (t *Tunnel) awaitAfterHalfClose(remote *countingReader, remoteDone <-chan error) (err error, ok bool) {
+	tick := time.NewTicker(halfCloseIdle)
+	defer tick.Stop()
+	last := remote.n.Load()
+	for {
+		select {
+		case err := <-remoteDone:
+			return err, true
+		case <-tick.C:
+			n := remote.n.Load()
+			if n == last {
+				return nil, false
+			}
+			last = n
+		case <-t.ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// countingReader counts what it reads, so that a silent stream can be told from a busy one.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func isClosedConn(err error) bool {

@@ -161,7 +161,6 @@ func (p *pool) release(s *session, clean bool) {
 		}
 	}
 	p.mu.Unlock()
-	p.t.cfg.Logf("DEBUG release clean=%v active=%d closeIt=%v", clean, s.active, closeIt)
 	if closeIt {
 		_ = s.conn.Close()
 	}

@@ -18,7 +18,7 @@ func main() {
 		panic(err)
 	}
 	done := make(chan error, 1)
-	go func() { _, err := b.Exec(ctx, "SELECT pg_sleep(10) /* rst */"); done <- err }()
+	b.Exec(ctx, "SET client_connection_check_interval = 500"); go func() { _, err := b.Exec(ctx, "SELECT pg_sleep(10) /* rst */"); done <- err }()
 	time.Sleep(time.Second)
 	raw := b.PgConn().Conn().(*net.TCPConn)
 	raw.SetLinger(0)

@@ -1,0 +1,79 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds the stackblaze binary from this checkout once per test process and returns its
+// path, so that end-to-end tests run exactly the code under test as a real process.
+func (e *Env) Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "stackblaze-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "stackblaze")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/stackblaze")
+		cmd.Dir = e.Root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build stackblaze: %v", buildErr)
+	}
+	return binPath
+}
+
+// Result is one run of the binary.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// Run runs the binary against the test bed in namespace ns (CI set: no prompts, plain lines).
+func (e *Env) Run(t testing.TB, ns string, args ...string) Result {
+	t.Helper()
+	cmd := e.Command(t, ns, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		res.Code = exitErr.ExitCode()
+	case err != nil:
+		t.Fatalf("run stackblaze %v: %v", args, err)
+	}
+	return res
+}
+
+// Command prepares the binary with --kubeconfig and -n set, CI=true, and a context that ends
+// with the test (at most 10 minutes).
+func (e *Env) Command(t testing.TB, ns string, args ...string) *exec.Cmd {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	full := append([]string{"--kubeconfig", e.Kubeconfig, "-n", ns}, args...)
+	cmd := exec.CommandContext(ctx, e.Binary(t), full...)
+	cmd.Env = append(os.Environ(), "CI=true", "NO_COLOR=1", "STACKBLAZE_DATABASE=", "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
+	cmd.Dir = t.TempDir()
+	return cmd
+}
