@@ -735,9 +735,7 @@ func TestE2EList500(t *testing.T) {
 		if n := calls.Load(); n != 2 {
 			t.Errorf("-o %s: %d API calls, want 2", format, n)
 		}
-		if took > time.Second {
-			t.Errorf("-o %s: list of 500 took %s", format, took)
-		}
+		// Speed is measured by BenchmarkE2EList500 (docs/benchmarks.md), not asserted here.
 		t.Logf("db list -o %s with 500 databases: %s, %d API calls", format, took, calls.Load())
 		if format == "json" {
 			var dbs []kube.Database
