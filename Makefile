@@ -6,7 +6,7 @@ TESTBED_KUBECONFIG := $(CURDIR)/.testbed/kubeconfig
 # Two cores: keep package-level parallelism low so the test bed's servers keep some CPU.
 GOTEST_FLAGS ?= -p 2 -timeout 45m
 
-.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools demo clean
+.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions demo clean
 
 all: build
 
@@ -45,6 +45,10 @@ test: testbed-up build e2e-tools
 test-e2e: testbed-up build e2e-tools
 	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) STACKBLAZE_E2E_TOOLS=$$(bash hack/e2e-tools.sh) \
 		$(GO) test $(GOTEST_FLAGS) -run 'E2E' ./...
+
+# Regenerate the command reference (docs/reference), man pages (docs/man) and completions/.
+docs completions:
+	$(GO) run ./cmd/gen-docs
 
 demo: testbed-up build
 	@bash hack/demo.sh

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test bed needs from the distribution's packages when it is missing:
-# PostgreSQL's server and client tools (initdb, postgres, psql, pg_dump, pgbench).
+# PostgreSQL's server and client tools (initdb, postgres, psql, pg_dump, pgbench), and tmux with
+# bash-completion for the shell completion test.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 missing=()
 [ -n "$(pg_bindir)" ] || missing+=(postgresql postgresql-contrib)
 command -v psql >/dev/null || missing+=(postgresql-client)
 id postgres >/dev/null 2>&1 || missing+=(postgresql)
+command -v tmux >/dev/null || missing+=(tmux)
+[ -f /usr/share/bash-completion/bash_completion ] || missing+=(bash-completion)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   log "missing packages: ${missing[*]}; install them (sudo apt-get install ${missing[*]}) and run again"

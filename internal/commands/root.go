@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stackblaze/stackblaze/internal/buildinfo"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
 	"github.com/stackblaze/stackblaze/internal/commands/db"
 	"github.com/stackblaze/stackblaze/internal/commands/exitcodes"
@@ -35,8 +36,18 @@ func NewFactory(ios *output.IOStreams) *cmdutil.Factory {
 	return f
 }
 
-func buildInfo() cmdutil.BuildInfo {
-	b := cmdutil.BuildInfo{Version: "dev", GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+func buildInfo() (b cmdutil.BuildInfo) {
+	b = cmdutil.BuildInfo{Version: "dev", GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	defer func() {
+		// Values injected by the release build win over what the toolchain recorded.
+		if buildinfo.Version != "" {
+			b.Version = buildinfo.Version
+		}
+		if buildinfo.Commit != "" {
+			b.Commit = buildinfo.Commit
+		}
+		b.Date = buildinfo.Date
+	}()
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v := bi.Main.Version; v != "" && v != "(devel)" {
 			b.Version = v

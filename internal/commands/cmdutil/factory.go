@@ -49,6 +49,7 @@ type Factory struct {
 type BuildInfo struct {
 	Version   string `json:"version"`
 	Commit    string `json:"commit,omitempty"`
+	Date      string `json:"date,omitempty"`
 	GoVersion string `json:"goVersion"`
 	Platform  string `json:"platform"`
 }

@@ -47,6 +47,9 @@ func run(opts *Options) error {
 		}
 		fmt.Fprintf(opts.IO.Out, " (%s)", c)
 	}
+	if i.Date != "" {
+		fmt.Fprintf(opts.IO.Out, " built %s", i.Date)
+	}
 	fmt.Fprintf(opts.IO.Out, " %s %s\n", i.GoVersion, i.Platform)
 	return nil
 }
