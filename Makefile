@@ -6,7 +6,7 @@ TESTBED_KUBECONFIG := $(CURDIR)/.testbed/kubeconfig
 # Two cores: keep package-level parallelism low so the test bed's servers keep some CPU.
 GOTEST_FLAGS ?= -p 2 -timeout 45m
 
-.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions demo clean
+.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check demo clean
 
 all: build
 
@@ -49,6 +49,12 @@ test-e2e: testbed-up build e2e-tools
 # Regenerate the command reference (docs/reference), man pages (docs/man) and completions/.
 docs completions:
 	$(GO) run ./cmd/gen-docs
+
+# Validate .goreleaser.yaml with goreleaser's own check and build a snapshot for this machine.
+release-check:
+	bash hack/goreleaser.sh check
+	bash hack/goreleaser.sh build --snapshot --clean --single-target --output dist/stackblaze-snapshot
+	./dist/stackblaze-snapshot version
 
 demo: testbed-up build
 	@bash hack/demo.sh
