@@ -6,7 +6,7 @@ TESTBED_KUBECONFIG := $(CURDIR)/.testbed/kubeconfig
 # Two cores: keep package-level parallelism low so the test bed's servers keep some CPU.
 GOTEST_FLAGS ?= -p 2 -timeout 45m
 
-.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check demo clean
+.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check bench bench-tunnel demo clean
 
 all: build
 
@@ -55,6 +55,16 @@ release-check:
 	bash hack/goreleaser.sh check
 	bash hack/goreleaser.sh build --snapshot --clean --single-target --output dist/stackblaze-snapshot
 	./dist/stackblaze-snapshot version
+
+# Benchmarks (figures and how to read them: docs/benchmarks.md).
+bench: testbed-up build
+	@echo "## Start-up (never touches the cluster)"; bash hack/bench/startup.sh
+	@echo; echo "## db list with 500 databases"
+	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) $(GO) test ./internal/kube -run '^$$' -bench BenchmarkE2EList500 -benchtime 20x
+	@echo; echo "## Tunnel"; bash hack/bench/tunnel.sh
+
+bench-tunnel: testbed-up build
+	bash hack/bench/tunnel.sh
 
 demo: testbed-up build
 	@bash hack/demo.sh
