@@ -9,6 +9,7 @@ missing=()
 command -v psql >/dev/null || missing+=(postgresql-client)
 id postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v tmux >/dev/null || missing+=(tmux)
+command -v pgbackrest >/dev/null || missing+=(pgbackrest libfaketime)
 [ -f /usr/share/bash-completion/bash_completion ] || missing+=(bash-completion)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then

@@ -111,22 +111,31 @@ type Objects struct {
 	StatefulSet       *appsv1ac.StatefulSetApplyConfiguration
 }
 
-// InitScriptContent creates the application role and its database on the first start. The
-// official image (and the test bed) run *.sh files from /docker-entrypoint-initdb.d once, when
-// the data directory is new. The password reaches psql through the environment (\getenv), never
-// through argv, where any user on the node could read it.
-const InitScriptContent = `#!/bin/bash
-# Written by stackblaze: creates the application role and its database on first init.
+// InitScriptContent creates the application's login roles and its database on the first start.
+// The official image (and the test bed) run *.sh files from /docker-entrypoint-initdb.d once, when
+// the data directory is new. The owner role RoleName(name) owns the database; AltRoleName(name) is
+// the second login role that rotate-credentials switches to: a member of the owner whose sessions
+// start as the owner, so that objects created through either login have the same owner. The role
+// the Secret names gets the password, which reaches psql through the environment (\getenv),
+// never through argv, where any user on the node could read it; the role names are plain
+// identifiers ([a-z0-9_]) and safe there.
+func InitScriptContent(name string) string {
+	return `#!/bin/bash
+# Written by stackblaze: creates the application's login roles and its database on first init.
 set -e
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'EOSQL'
+psql -v ON_ERROR_STOP=1 -v owner=` + RoleName(name) + ` -v alt=` + AltRoleName(name) + ` --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'EOSQL'
 \getenv app_user APP_USER
 \getenv app_password APP_PASSWORD
 \getenv app_database APP_DATABASE
-CREATE ROLE :"app_user" LOGIN PASSWORD :'app_password';
-CREATE DATABASE :"app_database" OWNER :"app_user";
+CREATE ROLE :"owner" LOGIN;
+CREATE ROLE :"alt" LOGIN IN ROLE :"owner";
+ALTER ROLE :"alt" SET role = :'owner';
+ALTER ROLE :"app_user" PASSWORD :'app_password';
+CREATE DATABASE :"app_database" OWNER :"owner";
 REVOKE ALL ON DATABASE :"app_database" FROM PUBLIC;
 EOSQL
 `
+}
 
 // BuildObjects builds the objects of a database. replicas is the StatefulSet's replica count (1
 // for a new database; the current count for one that exists, so that create never restarts a
@@ -155,7 +164,7 @@ func BuildObjects(s Spec, c Credentials, replicas int32) Objects {
 
 	init := corev1ac.ConfigMap(InitConfigMapName(name), ns).
 		WithLabels(labels).
-		WithData(map[string]string{InitScript: InitScriptContent})
+		WithData(map[string]string{InitScript: InitScriptContent(name)})
 
 	port := corev1ac.ServicePort().WithName("postgresql").WithPort(Port).
 		WithTargetPort(intstr.FromString("postgresql")).WithProtocol(corev1.ProtocolTCP)
@@ -243,6 +252,9 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 		WithName("postgres").
 		WithImage(s.Image()).
 		WithImagePullPolicy(corev1.PullIfNotPresent).
+		// The image's entrypoint passes "-c name=value" on to postgres: WAL archiving into the
+		// pgBackRest repository (internal/backup).
+		WithArgs(BackupServerArgs(s)...).
 		WithPorts(corev1ac.ContainerPort().WithName("postgresql").WithContainerPort(Port).WithProtocol(corev1.ProtocolTCP)).
 		WithEnv(
 			corev1ac.EnvVar().WithName("PGDATA").WithValue(PGDATA),

@@ -117,6 +117,8 @@ type Status struct {
 	Host         string `json:"host"`
 	Port         int    `json:"port"`
 	Secret       string `json:"secret"`
+	// Attachments are the workloads attach gave the database's variables.
+	Attachments []Attachment `json:"attachments"`
 }
 
 // PodStatus is the part of status about the pod.
@@ -177,6 +179,9 @@ func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone stri
 		if q, ok := pvc.Status.Capacity[corev1.ResourceStorage]; ok {
 			st.StorageBound = q.String()
 		}
+	}
+	if st.Attachments, err = ListAttachments(ctx, cs, ns, name); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

@@ -87,6 +87,11 @@ func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStre
 	clean := true
 	remoteFinished, localFinished := false, false
 	select {
+	case <-s.gone:
+		// The pod was deleted or replaced: end this client's connection now, cleanly, rather
+		// than leave it waiting on a server that no longer exists.
+		clean = false
+		t.cfg.Logf("connection from %s: %v", conn.RemoteAddr(), errPodGone)
 	case err := <-remoteDone:
 		remoteFinished = true
 		if err != nil {

@@ -32,7 +32,14 @@ type session struct {
 	active int  // client connections using it; guarded by pool.mu
 	broken bool // no new streams: it failed, or a stream on it ended badly; guarded by pool.mu
 	nextID int  // request IDs pair a data stream with its error stream; guarded by pool.mu
+	// gone is closed when the pod behind the session is deleted or replaced: the client
+	// connections it carries are ended at once. Closing the upgraded connection alone is not
+	// enough, because spdystream's Close waits for the open streams to finish.
+	gone     chan struct{}
+	goneOnce sync.Once
 }
+
+func (s *session) markGone() { s.goneOnce.Do(func() { close(s.gone) }) }
 
 // pool holds the upgraded connections to one pod incarnation. Each client connection takes a
 // session of its own (an idle one if there is one, so that a new client costs one stream
@@ -221,6 +228,9 @@ func (p *pool) close(all bool) {
 	p.idle = nil
 	p.mu.Unlock()
 	for _, s := range victims {
+		if all {
+			s.markGone()
+		}
 		_ = s.conn.Close()
 	}
 }
@@ -258,7 +268,7 @@ func (p *pool) dial(ctx context.Context) (*session, error) {
 			_ = r.conn.Close()
 			return nil, fmt.Errorf("unable to negotiate protocol: client supports %q, server returned %q", portforward.PortForwardProtocolV1Name, r.proto)
 		}
-		return &session{conn: r.conn, proto: r.proto}, nil
+		return &session{conn: r.conn, proto: r.proto, gone: make(chan struct{})}, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.conn != nil {

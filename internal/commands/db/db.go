@@ -5,12 +5,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/commands/db/attach"
+	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
 	"github.com/stackblaze/stackblaze/internal/commands/db/connect"
 	"github.com/stackblaze/stackblaze/internal/commands/db/create"
 	"github.com/stackblaze/stackblaze/internal/commands/db/delete"
+	"github.com/stackblaze/stackblaze/internal/commands/db/detach"
 	"github.com/stackblaze/stackblaze/internal/commands/db/list"
 	"github.com/stackblaze/stackblaze/internal/commands/db/migrate"
 	"github.com/stackblaze/stackblaze/internal/commands/db/proxy"
+	"github.com/stackblaze/stackblaze/internal/commands/db/restore"
+	"github.com/stackblaze/stackblaze/internal/commands/db/rotatecreds"
 	"github.com/stackblaze/stackblaze/internal/commands/db/run"
 	"github.com/stackblaze/stackblaze/internal/commands/db/scale"
 	"github.com/stackblaze/stackblaze/internal/commands/db/status"
@@ -45,6 +50,11 @@ func NewCmdDB(f *cmdutil.Factory) *cobra.Command {
 		run.NewCmdRun(f, nil),
 		connect.NewCmdConnect(f, nil),
 		proxy.NewCmdProxy(f, nil),
+		attach.NewCmdAttach(f, nil),
+		detach.NewCmdDetach(f, nil),
+		rotatecreds.NewCmdRotateCredentials(f, nil),
+		backup.NewCmdBackup(f),
+		restore.NewCmdRestore(f, nil),
 	)
 	return cmd
 }

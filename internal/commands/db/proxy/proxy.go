@@ -28,6 +28,8 @@ type Options struct {
 	Timeout      time.Duration
 	// Ready is called once the proxy accepts connections (tests use it).
 	Ready func(Result)
+	// Logf receives the tunnel's diagnostics (with -v: connections that failed, pods replaced).
+	Logf func(format string, args ...any)
 }
 
 // Result describes the running proxy.
@@ -61,6 +63,11 @@ pod once it is ready. The connection string is printed with the password masked 
 			if opts.Port < 0 || opts.Port > 65535 {
 				return cmdutil.UsageErrorf("--port %d is not a TCP port: use 1-65535, or 0 for a free one", opts.Port)
 			}
+			opts.Logf = func(string, ...any) {}
+			if f.Config != nil && f.Config.Verbose {
+				prog := opts.IO.NewProgress(opts.Now)
+				opts.Logf = func(format string, args ...any) { prog.Info("tunnel: "+format, args...) }
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -89,7 +96,7 @@ func runProxy(ctx context.Context, o *Options) error {
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
 	prog.Start("Opening a tunnel to %s", o.Name)
-	t, err := tunnel.Open(ctx, tunnel.Config{REST: c.REST, Client: c.Clientset, LocalPort: o.Port},
+	t, err := tunnel.Open(ctx, tunnel.Config{REST: c.REST, Client: c.Clientset, LocalPort: o.Port, Logf: o.Logf},
 		tunnel.Target{Namespace: c.Namespace, Selector: kube.ManagedSelector(o.Name) + ",statefulset.kubernetes.io/pod-name=" + kube.PodName(o.Name), Port: kube.Port5432})
 	if err != nil {
 		prog.Stop()

@@ -100,7 +100,23 @@ func RenderText(w io.Writer, t output.Theme, st *kube.Status, now time.Time) err
 		{"Host", fmt.Sprintf("%s:%d", st.Host, st.Port)},
 		{"Secret", st.Secret},
 	}
+	// Only when there are some, so that the view of an unattached database stays as it was.
+	for i, a := range st.Attachments {
+		label := ""
+		if i == 0 {
+			label = "Attached:"
+		}
+		rows = append(rows, []string{label, fmt.Sprintf("%s (%s)", a.Workload, a.Env)})
+	}
 	for _, r := range rows {
+		if r[0] == "" {
+			fmt.Fprintf(w, "  %-10s%s\n", "", r[1])
+			continue
+		}
+		if r[0] == "Attached:" {
+			fmt.Fprintf(w, "  %-10s%s\n", r[0], r[1])
+			continue
+		}
 		fmt.Fprintf(w, "  %-10s%s\n", r[0]+":", r[1])
 	}
 	return nil

@@ -1,0 +1,118 @@
+package backup
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Backup types.
+const (
+	TypeFull = "full"
+	TypeDiff = "diff"
+	TypeIncr = "incr"
+)
+
+// StanzaCreate creates the stanza, or checks that it matches the database when it exists.
+func StanzaCreate() []string { return []string{"stanza-create"} }
+
+// Check verifies that WAL archiving into the repository works.
+func Check() []string { return []string{"check"} }
+
+// BackupCmd takes a backup of the running database: full or diff.
+func BackupCmd(typ string) []string { return []string{"backup", "--type=" + typ} }
+
+// InfoCmd describes the repository as JSON (see ParseInfo).
+func InfoCmd() []string { return []string{"info", "--output=json"} }
+
+// ExpireCmd applies the retention (7 days of full backups and the WAL they need).
+func ExpireCmd() []string { return []string{"expire"} }
+
+// RestoreBackup restores backup set id, recovering only as far as the backup's consistent point
+// and then promoting: the data the backup held, nothing later. See Config.Restore.
+func RestoreBackup(id string) []string {
+	return []string{"restore", "--set=" + id, "--type=immediate", "--target-action=promote"}
+}
+
+// RestoreTime restores by replaying archived WAL up to t and then promoting; pgBackRest picks
+// the newest backup that ended before t.
+func RestoreTime(t time.Time) []string {
+	return []string{"restore", "--type=time", "--target=" + FormatTarget(t), "--target-action=promote"}
+}
+
+// FormatTarget writes t as PostgreSQL's recovery_target_time reads it, in UTC with microseconds.
+func FormatTarget(t time.Time) string {
+	return t.UTC().Format("2006-01-02 15:04:05.999999") + "+00"
+}
+
+// Shell quotes argv for sh -c.
+func Shell(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=./:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+// InPod is the command line that runs pgbackrest command cmd (StanzaCreate, BackupCmd, ...) in
+// the database container, as the postgres user, through the pods/exec subresource, with the data
+// directory PGDATA. pgBackRest does not read libpq's PGHOST and PGPORT: when they are set (the
+// test bed's servers listen on their own socket and port) they become pg1-socket-path and
+// pg1-port; otherwise pgBackRest's defaults match the official image.
+func (c Config) InPod(cmd []string) []string {
+	return []string{"sh", "-c", `set -e; D="${PGDATA:?}"; ` + c.Paths() + socket +
+		`exec ` + Binary + " " + Shell(cmd)}
+}
+
+const socket = `if [ -n "${PGHOST:-}" ]; then export PGBACKREST_PG1_SOCKET_PATH="$PGHOST"; fi; ` +
+	`if [ -n "${PGPORT:-}" ]; then export PGBACKREST_PG1_PORT="$PGPORT"; fi; `
+
+// StagingSuffix is appended to PGDATA for the directory a restore writes into while the
+// database keeps running on PGDATA.
+const StagingSuffix = ".restore"
+
+// RestoreInPod runs restore (RestoreBackup or RestoreTime) into "$PGDATA.restore", emptied
+// first, so that the database keeps running until SwapInPod. The restored server fetches WAL
+// with RestoreCommand, which finds the repository from its own data directory.
+func (c Config) RestoreInPod(restore []string) []string {
+	return []string{"sh", "-c", `set -e; D="${PGDATA:?}"; ` + c.Paths() + socket +
+		`S="$D` + StagingSuffix + `"; rm -rf "$S"; mkdir -m 700 "$S"; ` +
+		`exec ` + Binary + " " + Shell(restore) +
+		` --pg1-path="$S" ` + Shell([]string{"--recovery-option=restore_command=" + c.RestoreCommand()})}
+}
+
+// SwapInPod puts the restored directory in place of PGDATA while PostgreSQL still runs: the
+// server keeps working on the old directory (it works relative to its working directory) until
+// the pod is replaced, and the next server starts on the restored data. The old directory is kept
+// as "$PGDATA.old-<stamp>" until CleanupInPod.
+func SwapInPod(stamp string) []string {
+	script := fmt.Sprintf(`set -e; test -f "$PGDATA%[1]s/PG_VERSION"; mv "$PGDATA" "$PGDATA.old-%[2]s"; mv "$PGDATA%[1]s" "$PGDATA"`, StagingSuffix, stamp)
+	return []string{"sh", "-c", script}
+}
+
+// UnswapInPod undoes SwapInPod when the restored data does not start.
+func UnswapInPod(stamp string) []string {
+	script := fmt.Sprintf(`set -e; test -d "$PGDATA.old-%[1]s"; rm -rf "$PGDATA.failed"; mv "$PGDATA" "$PGDATA.failed"; mv "$PGDATA.old-%[1]s" "$PGDATA"`, stamp)
+	return []string{"sh", "-c", script}
+}
+
+// CleanupInPod removes what a finished restore left beside PGDATA.
+func CleanupInPod() []string {
+	return []string{"sh", "-c", `rm -rf "$PGDATA".old-* "$PGDATA` + StagingSuffix + `" "$PGDATA.failed"`}
+}
+
+// LastArchived asks the server when it last archived a WAL segment (the latest recoverable
+// time): one line, empty when nothing was archived yet.
+func LastArchived() []string {
+	return []string{"psql", "-X", "-At", "-d", "postgres", "-c",
+		"select coalesce(to_char(last_archived_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') from pg_stat_archiver"}
+}

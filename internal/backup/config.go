@@ -1,0 +1,242 @@
+package backup
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Defaults of a database's repository.
+const (
+	// RetentionDays is how long full backups (and the WAL that makes them and PITR usable) are
+	// kept: retention by time, 7 days.
+	RetentionDays = 7
+	// ArchiveTimeout is the longest time WAL waits before it is archived on plans with PITR:
+	// PostgreSQL switches to a new segment at least this often when there was activity.
+	ArchiveTimeout = 300
+	// Binary is the pgBackRest executable in the database image.
+	Binary = "pgbackrest"
+)
+
+// S3 is an S3-compatible bucket to keep the repository in instead of the database's volume.
+// The key and secret come from a Secret (SecretName with keys SecretKeyID and SecretKey), never
+// from the configuration itself.
+type S3 struct {
+	Bucket   string `json:"bucket"`
+	Endpoint string `json:"endpoint"`
+	Region   string `json:"region"`
+	// Path is the repository's path in the bucket; each database needs its own.
+	Path string `json:"path"`
+	// URIStyle is "host" (the default) or "path" (MinIO and most self-hosted stores).
+	URIStyle   string `json:"uriStyle,omitempty"`
+	SecretName string `json:"secretName"`
+}
+
+// S3 Secret keys.
+const (
+	SecretKeyID = "AWS_ACCESS_KEY_ID"
+	SecretKey   = "AWS_SECRET_ACCESS_KEY"
+)
+
+// Config is one database's pgBackRest configuration.
+type Config struct {
+	// Stanza names the database in the repository: the database's name.
+	Stanza string
+	// PGDataPath is PostgreSQL's data directory (pg1-path) for File. Commands run in the
+	// container derive it at run time (see Paths).
+	PGDataPath string
+	// RepoPath is the repository (repo1-path) for File; in the container it is Paths' repo.
+	RepoPath string
+	// LockPath holds pgBackRest's lock files (lock-path) for File.
+	LockPath string
+	// RetentionDays keeps full backups this many days (repo1-retention-full, type time).
+	RetentionDays int
+	// S3, when set, keeps the repository in a bucket.
+	S3 *S3
+}
+
+// Option is one pgBackRest option.
+type Option struct {
+	Name  string
+	Value string
+}
+
+// Exports are the options that do not depend on where the data directory is, as shell exports of
+// PGBACKREST_* variables (pgBackRest ignores variables a command does not use, where it refuses
+// such command-line flags). Every command line stackblaze runs (and archive_command and
+// restore_command, which PostgreSQL runs) starts with them, so that nothing depends on a
+// configuration file or on the environment the server was started with.
+func (c Config) Exports() string {
+	var f []string
+	for _, o := range c.Options() {
+		switch o.Name {
+		case "pg1-path", "lock-path":
+			continue
+		case "repo1-path":
+			if c.S3 == nil {
+				continue
+			}
+		}
+		f = append(f, EnvName(o.Name)+"="+shellQuote(o.Value))
+	}
+	return "export " + strings.Join(f, " ") + "; "
+}
+
+// Paths is the shell that sets the paths every command needs from the data directory $D: the
+// repository and the lock files live beside it on the database's volume,
+// ($D/../pgbackrest/repo), unless the repository is in S3.
+func (c Config) Paths() string {
+	s := c.Exports() + `P="$(dirname "$D")/pgbackrest"; export PGBACKREST_PG1_PATH="$D" PGBACKREST_LOCK_PATH="$P/lock"; `
+	if c.S3 == nil {
+		s += `export PGBACKREST_REPO1_PATH="$P/repo"; mkdir -p -m 700 "$P/repo"; `
+	}
+	return s
+}
+
+// ArchiveCommand is what PostgreSQL runs (through sh, in its data directory) for every finished
+// WAL segment.
+func (c Config) ArchiveCommand() string {
+	return `D="$(pwd -P)"; ` + c.Paths() + `exec ` + Binary + ` archive-push "%p"`
+}
+
+// RestoreCommand is the restore_command a restored server fetches archived WAL with.
+func (c Config) RestoreCommand() string {
+	return `D="$(pwd -P)"; ` + c.Paths() + `exec ` + Binary + ` archive-get %f "%p"`
+}
+
+// Options are the configuration's options in a fixed order. Every one is a global option, so
+// that the same set configures archive-push (run by PostgreSQL), backup, info, restore and expire.
+func (c Config) Options() []Option {
+	days := c.RetentionDays
+	if days <= 0 {
+		days = RetentionDays
+	}
+	o := []Option{
+		{"stanza", c.Stanza},
+		{"pg1-path", c.PGDataPath},
+		{"repo1-path", c.RepoPath},
+		{"repo1-retention-full-type", "time"},
+		{"repo1-retention-full", strconv.Itoa(days)},
+		// Archived WAL follows the backups it belongs to: expire removes WAL older than the
+		// oldest kept full backup, and keeps all WAL after it for PITR.
+		{"archive-check", "y"},
+		{"archive-async", "n"},
+		{"start-fast", "y"},
+		{"compress-type", "lz4"},
+		{"process-max", "1"},
+		{"lock-path", c.LockPath},
+		// The container writes no log files: pgbackrest's output goes to the caller (kubectl
+		// exec) and, for archive-push, to PostgreSQL's log.
+		{"log-level-console", "info"},
+		{"log-level-file", "off"},
+		{"log-level-stderr", "off"},
+	}
+	if s := c.S3; s != nil {
+		uri := s.URIStyle
+		if uri == "" {
+			uri = "host"
+		}
+		o = append(o,
+			Option{"repo1-type", "s3"},
+			Option{"repo1-s3-bucket", s.Bucket},
+			Option{"repo1-s3-endpoint", s.Endpoint},
+			Option{"repo1-s3-region", s.Region},
+			Option{"repo1-s3-uri-style", uri},
+		)
+		for i := range o {
+			if o[i].Name == "repo1-path" {
+				o[i].Value = s.Path
+			}
+		}
+	}
+	return o
+}
+
+// EnvVar is an environment variable; exactly one of Value and SecretKey is set.
+type EnvVar struct {
+	Name  string
+	Value string
+	// SecretName and SecretKey reference a Secret's key (the S3 credentials).
+	SecretName string
+	SecretKey  string
+}
+
+// EnvName is the environment variable pgBackRest reads an option from: PGBACKREST_REPO1_PATH.
+func EnvName(option string) string {
+	return "PGBACKREST_" + strings.ToUpper(strings.ReplaceAll(option, "-", "_"))
+}
+
+// Env is the configuration as the environment variables of the database container. pgBackRest
+// reads PGBACKREST_* variables for every option, and PostgreSQL's archiver inherits the
+// container's environment, so no configuration file is needed in the image.
+func (c Config) Env() []EnvVar {
+	var env []EnvVar
+	for _, o := range c.Options() {
+		env = append(env, EnvVar{Name: EnvName(o.Name), Value: o.Value})
+	}
+	if c.S3 != nil {
+		env = append(env,
+			EnvVar{Name: EnvName("repo1-s3-key"), SecretName: c.S3.SecretName, SecretKey: SecretKeyID},
+			EnvVar{Name: EnvName("repo1-s3-key-secret"), SecretName: c.S3.SecretName, SecretKey: SecretKey},
+		)
+	}
+	return env
+}
+
+// Environ is Env as NAME=value strings, for running pgbackrest directly (Secret references are
+// left out).
+func (c Config) Environ() []string {
+	var out []string
+	for _, e := range c.Env() {
+		if e.SecretName == "" {
+			out = append(out, e.Name+"="+e.Value)
+		}
+	}
+	return out
+}
+
+// File is the same configuration as a pgbackrest.conf, for people who run pgbackrest by hand.
+func (c Config) File() string {
+	var b strings.Builder
+	b.WriteString("# Written by stackblaze: the same options the database container has as PGBACKREST_* variables.\n")
+	b.WriteString("[global]\n")
+	var stanza []Option
+	for _, o := range c.Options() {
+		switch {
+		case o.Name == "stanza":
+		case strings.HasPrefix(o.Name, "pg1-"):
+			stanza = append(stanza, o)
+		default:
+			fmt.Fprintf(&b, "%s=%s\n", o.Name, o.Value)
+		}
+	}
+	fmt.Fprintf(&b, "\n[%s]\n", c.Stanza)
+	for _, o := range stanza {
+		fmt.Fprintf(&b, "%s=%s\n", o.Name, o.Value)
+	}
+	return b.String()
+}
+
+// ServerSettings are the PostgreSQL settings ("name=value", passed as `-c name=value`) that
+// archive WAL into the repository. Every plan archives WAL, because a backup is only consistent
+// with the WAL written while it ran; plans with PITR also switch segments at least every
+// ArchiveTimeout seconds, so that at most that much committed work is not yet recoverable.
+func (c Config) ServerSettings(pitr bool) []string {
+	s := []string{
+		"wal_level=replica",
+		"archive_mode=on",
+		"archive_command=" + c.ArchiveCommand(),
+	}
+	if pitr {
+		s = append(s, "archive_timeout="+strconv.Itoa(ArchiveTimeout))
+	}
+	return s
+}
+
+// SortedEnv returns env sorted by name (for stable output).
+func SortedEnv(env []EnvVar) []EnvVar {
+	out := append([]EnvVar(nil), env...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

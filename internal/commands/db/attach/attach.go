@@ -1,0 +1,138 @@
+// Package attach is `stackblaze db attach NAME --to WORKLOAD`: DATABASE_URL from the database's
+// Secret on every container of a Deployment or StatefulSet.
+package attach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/output"
+)
+
+// Options are the inputs of attach.
+type Options struct {
+	IO   *output.IOStreams
+	Kube func() (*kube.Client, error)
+
+	Name      string
+	To        string
+	Workload  kube.WorkloadRef
+	Env       string
+	Overwrite bool
+}
+
+// NewCmdAttach builds the command.
+func NewCmdAttach(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Kube: f.Kube}
+	cmd := &cobra.Command{
+		Use:   "attach NAME --to WORKLOAD",
+		Short: "Give a Deployment or StatefulSet the database's DATABASE_URL",
+		Long: strings.TrimSpace(`
+Set DATABASE_URL (or the variable named by --env) on every container of a workload's pod template,
+from the database's credentials Secret (valueFrom.secretKeyRef: the connection string never
+appears in the workload). The change rolls the workload. The attachment is recorded on the
+workload (annotation stackblaze.io/attached-databases, label stackblaze.io/attached-NAME), so that
+rotate-credentials restarts it and status lists it.
+
+WORKLOAD is deployment/NAME, statefulset/NAME, or a bare NAME for a Deployment.
+
+Attaching again changes nothing, so attach is safe in every deploy. When a container already sets
+the variable from something else (a literal value, another Secret), attach refuses (exit code 6)
+unless --overwrite.`),
+		Example: `stackblaze db attach mydb --to deployment/web
+stackblaze db attach mydb --to worker --env PRIMARY_DATABASE_URL
+stackblaze db attach mydb --to statefulset/queue --overwrite`,
+		Args:              cmdutil.ExactName,
+		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = args[0]
+			if err := Validate(opts.Name, opts.To, opts.Env, "--to"); err != nil {
+				return err
+			}
+			opts.Workload, _ = kube.ParseWorkload(opts.To)
+			if runF != nil {
+				return runF(opts)
+			}
+			return run(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.To, "to", "", "the workload: deployment/NAME, statefulset/NAME or NAME (a Deployment)")
+	cmd.Flags().StringVar(&opts.Env, "env", kube.DefaultEnv, "the environment variable to set")
+	cmd.Flags().BoolVar(&opts.Overwrite, "overwrite", false, "replace the variable when something else sets it")
+	return cmd
+}
+
+// Validate checks the database name, the workload and the variable name (attach and detach).
+func Validate(name, workload, env, flag string) error {
+	if err := kube.ValidateName(name); err != nil {
+		return cmdutil.KubeError(err, cmdutil.Scope{})
+	}
+	if workload == "" {
+		return cmdutil.UsageErrorf("%s is required: the workload, like %s deployment/web", flag, flag)
+	}
+	if _, err := kube.ParseWorkload(workload); err != nil {
+		return cmdutil.KubeError(err, cmdutil.Scope{})
+	}
+	if env != "" {
+		if err := kube.ValidateEnvName(env); err != nil {
+			return cmdutil.KubeError(err, cmdutil.Scope{})
+		}
+	}
+	return nil
+}
+
+// WorkloadError translates attach's errors.
+func WorkloadError(err error, c *kube.Client, name string) error {
+	var nf *kube.WorkloadNotFoundError
+	if errors.As(err, &nf) {
+		return (&cmdutil.Error{Code: cmdutil.ExitNotFound, Err: err}).
+			WithHint("check the name with `kubectl get deployments,statefulsets -n %s`", nf.Namespace)
+	}
+	var ce *kube.EnvConflictError
+	if errors.As(err, &ce) {
+		return (&cmdutil.Error{Code: cmdutil.ExitConflict, Err: fmt.Errorf("database %s not attached: %w", name, err)}).
+			WithHint("remove it from the workload first, or pass --overwrite to replace it with the database's Secret")
+	}
+	return cmdutil.KubeError(err, cmdutil.ScopeOf(c, name))
+}
+
+func run(ctx context.Context, o *Options) error {
+	c, err := o.Kube()
+	if err != nil {
+		return err
+	}
+	if err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
+		return cmdutil.KubeError(err, cmdutil.ScopeOf(c, o.Name))
+	}
+	res, err := kube.Attach(ctx, c.Clientset, c.Namespace, o.Name, o.Workload, o.Env, o.Overwrite)
+	if err != nil {
+		return WorkloadError(err, c, o.Name)
+	}
+	if o.IO.IsJSON() {
+		return output.JSON(o.IO.Out, res)
+	}
+	if !res.Changed {
+		fmt.Fprintf(o.IO.Out, "%s already attached to %s as %s; nothing changed.\n", o.Name, o.Workload, o.Env)
+		return nil
+	}
+	fmt.Fprintf(o.IO.Out, "%s attached to %s: %s from Secret %s (key %s) on %s.\n",
+		o.Name, o.Workload, o.Env, res.Secret, kube.URLKey, plural(res.Containers, "container"))
+	if len(res.Replaced) > 0 {
+		fmt.Fprintf(o.IO.Out, "Replaced the previous %s of %s.\n", o.Env, strings.Join(res.Replaced, ", "))
+	}
+	fmt.Fprintf(o.IO.Out, "The workload rolls out its pods with the new variable.\n")
+	return nil
+}
+
+func plural(names []string, noun string) string {
+	if len(names) == 1 {
+		return noun + " " + names[0]
+	}
+	return fmt.Sprintf("%d %ss (%s)", len(names), noun, strings.Join(names, ", "))
+}

@@ -1,0 +1,354 @@
+// Package backup is `stackblaze db backup create|list|schedule`: pgBackRest backups taken and
+// listed by running pgbackrest in the database's pod (pods/exec), and the daily CronJob.
+package backup
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	bk "github.com/stackblaze/stackblaze/internal/backup"
+	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/output"
+)
+
+// NewCmdBackup builds the backup group.
+func NewCmdBackup(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup <command>",
+		Short: "Take, list and schedule backups (pgBackRest)",
+		Example: "stackblaze db backup create mydb\nstackblaze db backup list mydb -o json\n" +
+			"stackblaze db backup schedule mydb --at 02:30",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cmdutil.UsageErrorf("%s needs a command", cmd.CommandPath()).
+				WithHint("run `%s --help` for the commands", cmd.CommandPath())
+		},
+	}
+	cmd.AddCommand(NewCmdCreate(f, nil), NewCmdList(f, nil), NewCmdSchedule(f, nil))
+	return cmd
+}
+
+// Options are the inputs of the backup commands.
+type Options struct {
+	IO   *output.IOStreams
+	Kube func() (*kube.Client, error)
+	Now  func() time.Time
+
+	Name  string
+	Type  string
+	At    string
+	Image string
+}
+
+// Target is a resolved database with a running pod.
+type Target struct {
+	Client *kube.Client
+	Name   string
+	Plan   kube.Plan
+	Config bk.Config
+}
+
+// Resolve checks that the database exists and reads its plan.
+func Resolve(ctx context.Context, kc func() (*kube.Client, error), name string) (*Target, error) {
+	c, err := kc()
+	if err != nil {
+		return nil, err
+	}
+	scope := cmdutil.ScopeOf(c, name)
+	sts, err := c.Clientset.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil || !kube.IsManaged(sts.Labels) {
+		if err == nil {
+			err = &kube.NotFoundError{Name: name, Namespace: c.Namespace}
+		} else if e := kube.Exists(ctx, c.Clientset, c.Namespace, name); e != nil {
+			err = e
+		}
+		return nil, cmdutil.KubeError(err, scope)
+	}
+	plan, _ := kube.LookupPlan(sts.Annotations[kube.AnnotationPlan])
+	return &Target{Client: c, Name: name, Plan: plan, Config: kube.BackupConfig(name)}, nil
+}
+
+// Run runs a pgbackrest command in the database pod and returns its stdout.
+func (t *Target) Run(ctx context.Context, argv []string) (string, error) {
+	out, err := kube.ExecOutput(ctx, t.Client, t.Client.Namespace, kube.PodName(t.Name), argv)
+	if err != nil {
+		return out, cmdutil.KubeError(fmt.Errorf("database %s: %w", t.Name, err), cmdutil.ScopeOf(t.Client, t.Name))
+	}
+	return out, nil
+}
+
+// Info reads the repository, and the server's last archived time for the window.
+func (t *Target) Info(ctx context.Context) (*bk.Repository, time.Time, error) {
+	out, err := t.Run(ctx, t.Config.InPod(bk.InfoCmd()))
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	repo, err := bk.ParseInfo([]byte(out), t.Name)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var last time.Time
+	if s, err := t.Run(ctx, bk.LastArchived()); err == nil && strings.TrimSpace(s) != "" {
+		last, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+	}
+	return repo, last, nil
+}
+
+// Take runs a backup of type typ (creating the stanza first when needed) and returns it.
+func (t *Target) Take(ctx context.Context, typ string) (bk.Backup, error) {
+	if _, err := t.Run(ctx, t.Config.InPod(bk.StanzaCreate())); err != nil {
+		return bk.Backup{}, err
+	}
+	before, _, err := t.Info(ctx)
+	if err != nil {
+		return bk.Backup{}, err
+	}
+	if _, err := t.Run(ctx, t.Config.InPod(bk.BackupCmd(typ))); err != nil {
+		return bk.Backup{}, err
+	}
+	after, _, err := t.Info(ctx)
+	if err != nil {
+		return bk.Backup{}, err
+	}
+	for i := len(after.Backups) - 1; i >= 0; i-- {
+		if _, old := before.Find(after.Backups[i].ID); !old {
+			return after.Backups[i], nil
+		}
+	}
+	return bk.Backup{}, fmt.Errorf("database %s: pgbackrest finished but lists no new backup", t.Name)
+}
+
+func nameArg(cmd *cobra.Command, args []string) (string, error) {
+	if len(args) != 1 {
+		return "", cmdutil.UsageErrorf("%s needs one database name", cmd.CommandPath()).WithHint("usage: %s", cmd.UseLine())
+	}
+	if err := kube.ValidateName(args[0]); err != nil {
+		return "", cmdutil.KubeError(err, cmdutil.Scope{})
+	}
+	return args[0], nil
+}
+
+// CreateResult is what backup create prints.
+type CreateResult struct {
+	Database string    `json:"database"`
+	Backup   bk.Backup `json:"backup"`
+	Duration float64   `json:"durationSeconds"`
+}
+
+// NewCmdCreate builds `db backup create`.
+func NewCmdCreate(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Kube: f.Kube, Now: f.Now}
+	cmd := &cobra.Command{
+		Use:               "create NAME",
+		Short:             "Take a backup now and wait for it",
+		Example:           "stackblaze db backup create mydb\nstackblaze db backup create mydb --type diff -o json",
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := nameArg(cmd, args)
+			if err != nil {
+				return err
+			}
+			opts.Name = name
+			if opts.Type != bk.TypeFull && opts.Type != bk.TypeDiff {
+				return cmdutil.UsageErrorf("--type %q is not a backup type: use full or diff", opts.Type)
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runCreate(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Type, "type", bk.TypeFull, "full, or diff (the changes since the last full backup)")
+	return cmd
+}
+
+func runCreate(ctx context.Context, o *Options) error {
+	t, err := Resolve(ctx, o.Kube, o.Name)
+	if err != nil {
+		return err
+	}
+	prog := o.IO.NewProgress(o.Now)
+	start := o.Now()
+	prog.Start("Backing up %s (%s)", o.Name, o.Type)
+	b, err := t.Take(ctx, o.Type)
+	prog.Stop()
+	if err != nil {
+		return err
+	}
+	res := CreateResult{Database: o.Name, Backup: b, Duration: o.Now().Sub(start).Seconds()}
+	prog.Done("Backup %s taken", b.ID)
+	if o.IO.IsJSON() {
+		return output.JSON(o.IO.Out, res)
+	}
+	fmt.Fprintf(o.IO.Out, "ID:        %s\nType:      %s\nSize:      %s (%s in the repository)\nDuration:  %s\n",
+		b.ID, b.Type, HumanBytes(b.Size), HumanBytes(b.RepoSize), (time.Duration(res.Duration*1000) * time.Millisecond).String())
+	return nil
+}
+
+// HumanBytes writes a size in binary units.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ListResult is what backup list prints: one document.
+type ListResult struct {
+	Database string      `json:"database"`
+	Plan     string      `json:"plan"`
+	PITR     bool        `json:"pitr"`
+	Backups  []bk.Backup `json:"backups"`
+	// Window is the recoverable window of point-in-time recovery (null without PITR or backups).
+	Window *bk.Window `json:"recoverableWindow"`
+}
+
+// NewCmdList builds `db backup list`.
+func NewCmdList(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Kube: f.Kube, Now: f.Now}
+	return &cobra.Command{
+		Use:               "list NAME",
+		Short:             "List backups and the recoverable window",
+		Example:           "stackblaze db backup list mydb\nstackblaze db backup list mydb -o json",
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := nameArg(cmd, args)
+			if err != nil {
+				return err
+			}
+			opts.Name = name
+			if runF != nil {
+				return runF(opts)
+			}
+			return runList(cmd.Context(), opts)
+		},
+	}
+}
+
+// List reads a database's backups and window.
+func List(ctx context.Context, t *Target) (*ListResult, *bk.Repository, error) {
+	repo, last, err := t.Info(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	res := &ListResult{Database: t.Name, Plan: t.Plan.Name, PITR: t.Plan.PITR, Backups: repo.Backups}
+	if w, ok := repo.Window(last); ok && t.Plan.PITR {
+		res.Window = &w
+	}
+	return res, repo, nil
+}
+
+func runList(ctx context.Context, o *Options) error {
+	t, err := Resolve(ctx, o.Kube, o.Name)
+	if err != nil {
+		return err
+	}
+	res, _, err := List(ctx, t)
+	if err != nil {
+		return err
+	}
+	if o.IO.IsJSON() {
+		return output.JSON(o.IO.Out, res)
+	}
+	rows := make([][]string, 0, len(res.Backups))
+	for _, b := range res.Backups {
+		rows = append(rows, []string{b.ID, b.Type, b.Start.Format(time.RFC3339), b.Stop.Format(time.RFC3339), HumanBytes(b.Size)})
+	}
+	if len(rows) == 0 {
+		fmt.Fprintf(o.IO.ErrOut, "No backups of %s yet: take one with `stackblaze db backup create %s`\n", o.Name, o.Name)
+	} else if err := output.Table(o.IO.Out, []string{"ID", "TYPE", "START", "STOP", "SIZE"}, rows); err != nil {
+		return err
+	}
+	switch {
+	case res.Window != nil:
+		fmt.Fprintf(o.IO.Out, "\nRecoverable window (point-in-time): %s\n", res.Window)
+	case !res.PITR:
+		fmt.Fprintf(o.IO.Out, "\nPoint-in-time recovery: not on plan %s (restore a backup by ID)\n", res.Plan)
+	}
+	return nil
+}
+
+// NewCmdSchedule builds `db backup schedule`.
+func NewCmdSchedule(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Kube: f.Kube, Now: f.Now}
+	cmd := &cobra.Command{
+		Use:   "schedule NAME --at HH:MM",
+		Short: "Set the time of the daily backup (a CronJob in the namespace)",
+		Long: `Set the time (UTC) of the daily backup. The backup runs inside the cluster: a CronJob
+NAME-backup runs the stackblaze image's "db backup create NAME" under a ServiceAccount
+NAME-backup that may only read the database's StatefulSet and pod and exec into that pod.`,
+		Example:           "stackblaze db backup schedule mydb --at 02:30",
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := nameArg(cmd, args)
+			if err != nil {
+				return err
+			}
+			opts.Name = name
+			if _, err := kube.ParseAt(opts.At); err != nil {
+				return cmdutil.KubeError(err, cmdutil.Scope{})
+			}
+			if opts.Image == "" {
+				opts.Image = DefaultImage(f.Version.Version)
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runSchedule(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.At, "at", kube.DefaultBackupAt, "time of day, HH:MM in UTC")
+	cmd.Flags().StringVar(&opts.Image, "image", "", "the stackblaze image the job runs (default stackblaze/stackblaze:<this version>)")
+	return cmd
+}
+
+// DefaultImage is the stackblaze image of a version (goreleaser's dockers_v2 builds it).
+func DefaultImage(version string) string {
+	v := strings.TrimPrefix(version, "v")
+	if v == "" || v == "dev" || strings.Contains(v, "+") {
+		v = "latest"
+	}
+	return "stackblaze/stackblaze:" + v
+}
+
+// ScheduleResult is what schedule prints.
+type ScheduleResult struct {
+	Database       string `json:"database"`
+	CronJob        string `json:"cronJob"`
+	Schedule       string `json:"schedule"`
+	TimeZone       string `json:"timeZone"`
+	Image          string `json:"image"`
+	ServiceAccount string `json:"serviceAccount"`
+}
+
+func runSchedule(ctx context.Context, o *Options) error {
+	t, err := Resolve(ctx, o.Kube, o.Name)
+	if err != nil {
+		return err
+	}
+	if err := kube.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, o.At, o.Image); err != nil {
+		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
+	}
+	sched, _ := kube.ParseAt(o.At)
+	res := ScheduleResult{Database: o.Name, CronJob: kube.BackupScheduleName(o.Name), Schedule: sched, TimeZone: "Etc/UTC", Image: o.Image, ServiceAccount: kube.BackupScheduleName(o.Name)}
+	if o.IO.IsJSON() {
+		return output.JSON(o.IO.Out, res)
+	}
+	fmt.Fprintf(o.IO.Out, "Daily backup of %s at %s UTC (CronJob %s, image %s)\n", o.Name, o.At, res.CronJob, o.Image)
+	return nil
+}

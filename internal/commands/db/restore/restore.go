@@ -1,0 +1,226 @@
+// Package restore is `stackblaze db restore NAME --backup ID | --to-time T`: pgBackRest restores
+// into a directory beside PGDATA while the database keeps running, then a swap and a restart.
+package restore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	bk "github.com/stackblaze/stackblaze/internal/backup"
+	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
+	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/output"
+)
+
+// Options are the inputs of restore.
+type Options struct {
+	IO   *output.IOStreams
+	Kube func() (*kube.Client, error)
+	Now  func() time.Time
+
+	Name   string
+	Backup string
+	ToTime string
+	Into   string
+	Yes    bool
+}
+
+// NewCmdRestore builds the command.
+func NewCmdRestore(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Kube: f.Kube, Now: f.Now}
+	cmd := &cobra.Command{
+		Use:   "restore NAME (--backup ID | --to-time T) [--into NEW_NAME]",
+		Short: "Restore a database from a backup or to a point in time",
+		Long: `Restore a database in place from one of its backups (--backup ID, see "db backup list") or,
+on plans with point-in-time recovery, to a time (--to-time, RFC3339 or a duration before now
+such as 2h). An in-place restore asks first (--yes in CI), takes a safety backup, restores
+beside the running data, then restarts the database on the restored data; if anything fails
+before the restart the database keeps running untouched.`,
+		Example: "stackblaze db restore mydb --backup 20261124-030000F --yes\n" +
+			"stackblaze db restore mydb --to-time 2026-11-24T10:15:00Z\nstackblaze db restore mydb --to-time 2h --yes",
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return cmdutil.UsageErrorf("%s needs one database name", cmd.CommandPath()).WithHint("usage: %s", cmd.UseLine())
+			}
+			if err := kube.ValidateName(args[0]); err != nil {
+				return cmdutil.KubeError(err, cmdutil.Scope{})
+			}
+			opts.Name = args[0]
+			if (opts.Backup == "") == (opts.ToTime == "") {
+				return cmdutil.UsageErrorf("say what to restore: --backup ID or --to-time T, not both").
+					WithHint("list the backups and the recoverable window with `stackblaze db backup list %s`", opts.Name)
+			}
+			if opts.ToTime != "" {
+				if _, err := bk.ParseTarget(opts.ToTime, opts.Now()); err != nil {
+					return cmdutil.UsageErrorf("%v", err)
+				}
+			}
+			if opts.Into != "" {
+				if err := kube.ValidateName(opts.Into); err != nil {
+					return cmdutil.KubeError(err, cmdutil.Scope{})
+				}
+			}
+			if f.Config != nil {
+				opts.Yes = opts.Yes || f.Config.Yes
+			}
+			if opts.Into == "" && !opts.Yes && !opts.IO.CanPrompt() {
+				why := "stdin is not a terminal"
+				if opts.IO.CI() {
+					why = "CI is set"
+				}
+				return cmdutil.UsageErrorf("refusing to restore database %s in place without confirmation: %s", opts.Name, why).
+					WithHint("add --yes to restore it (a safety backup is taken first)")
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return run(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Backup, "backup", "", "ID of the backup to restore (see `db backup list`)")
+	cmd.Flags().StringVar(&opts.ToTime, "to-time", "", "time to recover to: RFC3339, or a duration before now (2h, 30m, 1d)")
+	cmd.Flags().StringVar(&opts.Into, "into", "", "restore into a new database of this name (the source keeps running)")
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "restore in place without asking")
+	return cmd
+}
+
+// Result is what restore prints.
+type Result struct {
+	Database     string    `json:"database"`
+	Backup       string    `json:"backup,omitempty"`
+	Target       time.Time `json:"targetTime,omitzero"`
+	SafetyBackup string    `json:"safetyBackup,omitempty"`
+	Duration     float64   `json:"durationSeconds"`
+}
+
+func run(ctx context.Context, o *Options) error {
+	t, err := backup.Resolve(ctx, o.Kube, o.Name)
+	if err != nil {
+		return err
+	}
+	prog := o.IO.NewProgress(o.Now)
+	start := o.Now()
+	list, repo, err := backup.List(ctx, t)
+	if err != nil {
+		return err
+	}
+	res := Result{Database: o.Name}
+	var restore []string
+	if o.Backup != "" {
+		if _, ok := repo.Find(o.Backup); !ok {
+			valid := "none yet: take one with `stackblaze db backup create " + o.Name + "`"
+			if len(repo.Backups) > 0 {
+				valid = strings.Join(repo.IDs(), ", ")
+			}
+			return cmdutil.Errorf(cmdutil.ExitNotFound, "database %s has no backup %q", o.Name, o.Backup).
+				WithHint("the backups are: %s", valid)
+		}
+		res.Backup = o.Backup
+		restore = bk.RestoreBackup(o.Backup)
+	} else {
+		if !t.Plan.PITR {
+			return cmdutil.UsageErrorf("database %s is on plan %s, which has no point-in-time recovery", o.Name, t.Plan.Name).
+				WithHint("restore a backup by ID instead (--backup, see `stackblaze db backup list %s`), or move to a plan with PITR (standard, pro)", o.Name)
+		}
+		target, _ := bk.ParseTarget(o.ToTime, o.Now())
+		if list.Window == nil || !list.Window.Contains(target) {
+			w := "empty: no backup yet"
+			if list.Window != nil {
+				w = list.Window.String()
+			}
+			return cmdutil.UsageErrorf("%s is outside the recoverable window of %s", target.Format(time.RFC3339), o.Name).
+				WithHint("the recoverable window is %s", w)
+		}
+		res.Target = target
+		restore = bk.RestoreTime(target)
+	}
+	if o.Into != "" {
+		return cmdutil.Errorf(cmdutil.ExitError, "restore --into is not available yet").
+			WithHint("restore in place (a safety backup is taken first), or ask your administrator")
+	}
+	if !o.Yes {
+		ok, err := o.IO.Confirm(fmt.Sprintf("Restore %s in place? Its current data is replaced (a safety backup is taken first)", o.Name))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return cmdutil.Errorf(cmdutil.ExitError, "restore cancelled")
+		}
+	}
+	prog.Start("Taking a safety backup of %s", o.Name)
+	safety, err := t.Take(ctx, bk.TypeFull)
+	prog.Stop()
+	if err != nil {
+		return fmt.Errorf("safety backup before the restore: %w", err)
+	}
+	res.SafetyBackup = safety.ID
+	prog.Done("Safety backup %s taken", safety.ID)
+
+	prog.Start("Restoring beside the running database")
+	_, err = t.Run(ctx, t.Config.RestoreInPod(restore))
+	prog.Stop()
+	if err != nil {
+		_, _ = t.Run(ctx, bk.CleanupInPod())
+		return retryHint(fmt.Errorf("restore %s: %w", o.Name, err), o, "the database is running unchanged")
+	}
+	prog.Done("Restored")
+	stamp := o.Now().UTC().Format("20060102150405")
+	if _, err := t.Run(ctx, bk.SwapInPod(stamp)); err != nil {
+		_, _ = t.Run(ctx, bk.CleanupInPod())
+		return retryHint(fmt.Errorf("restore %s: %w", o.Name, err), o, "the database is running unchanged")
+	}
+	prog.Start("Restarting %s on the restored data", o.Name)
+	err = restartAndWait(ctx, t)
+	prog.Stop()
+	if err != nil {
+		// Put the original data back so that the database comes up as it was.
+		_, _ = t.Run(ctx, bk.UnswapInPod(stamp))
+		_ = kube.RestartPod(ctx, t.Client.Clientset, t.Client.Namespace, kube.PodName(o.Name))
+		return retryHint(fmt.Errorf("restore %s: the restored data did not start: %w", o.Name, err), o,
+			"the original data was put back and the database restarted on it")
+	}
+	_, _ = t.Run(ctx, bk.CleanupInPod())
+	prog.Done("Database %s restored and accepting connections", o.Name)
+	res.Duration = o.Now().Sub(start).Seconds()
+	if o.IO.IsJSON() {
+		return output.JSON(o.IO.Out, res)
+	}
+	what := res.Backup
+	if what == "" {
+		what = res.Target.Format(time.RFC3339)
+	}
+	fmt.Fprintf(o.IO.Out, "Restored %s to %s (safety backup %s)\n", o.Name, what, res.SafetyBackup)
+	return nil
+}
+
+func restartAndWait(ctx context.Context, t *backup.Target) error {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := kube.RestartPod(wctx, t.Client.Clientset, t.Client.Namespace, kube.PodName(t.Name)); err != nil {
+		return err
+	}
+	// Recovery ends with a promotion; until then the server only reads.
+	for {
+		out, err := t.Run(wctx, []string{"psql", "-X", "-At", "-d", "postgres", "-c", "select pg_is_in_recovery()"})
+		if err == nil && strings.TrimSpace(out) == "f" {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("still recovering: %w", wctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func retryHint(err error, o *Options, state string) error {
+	return (&cmdutil.Error{Code: cmdutil.ExitError, Err: err}).
+		WithHint("%s; retry with the same command, or check with `stackblaze db status %s`", state, o.Name)
+}

@@ -1,0 +1,84 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/remotecommand"
+)
+
+// ContainerName is the database container's name.
+const ContainerName = "postgres"
+
+// ExecError is a command that ran in the pod and failed.
+type ExecError struct {
+	Command string
+	Err     error
+	Stderr  string
+}
+
+func (e *ExecError) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if i := strings.LastIndex(msg, "\n"); i >= 0 && len(msg) > 2000 {
+		msg = msg[i+1:]
+	}
+	if msg == "" {
+		return fmt.Sprintf("%s in the database pod: %v", e.Command, e.Err)
+	}
+	return fmt.Sprintf("%s in the database pod: %v: %s", e.Command, e.Err, msg)
+}
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// Exec runs argv in the database container of pod through the pods/exec subresource, as kubectl
+// exec does: WebSocket first, SPDY when the server does not speak it. stdin may be nil.
+func Exec(ctx context.Context, c *Client, ns, pod string, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	req := c.Clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{
+			Container: ContainerName,
+			Command:   argv,
+			Stdin:     stdin != nil,
+			Stdout:    stdout != nil,
+			Stderr:    stderr != nil,
+		}, scheme.ParameterCodec)
+	ws, err := remotecommand.NewWebSocketExecutor(c.REST, "GET", req.URL().String())
+	if err != nil {
+		return err
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(c.REST, "POST", req.URL())
+	if err != nil {
+		return err
+	}
+	exec, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool { return true })
+	if err != nil {
+		return err
+	}
+	return exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+}
+
+// ExecOutput runs argv in the database pod and returns its stdout; a failure carries stderr.
+func ExecOutput(ctx context.Context, c *Client, ns, pod string, argv []string) (string, error) {
+	var out, errb bytes.Buffer
+	if err := Exec(ctx, c, ns, pod, argv, nil, &out, &errb); err != nil {
+		name := argv[0]
+		if name == "sh" && len(argv) > 2 {
+			name = lastWord(argv[2])
+		}
+		return out.String(), &ExecError{Command: name, Err: err, Stderr: errb.String()}
+	}
+	return out.String(), nil
+}
+
+func lastWord(script string) string {
+	f := strings.Fields(script)
+	for i := len(f) - 1; i >= 0; i-- {
+		if f[i] == "pgbackrest" && i+1 < len(f) {
+			return "pgbackrest " + f[i+1]
+		}
+	}
+	return "sh"
+}
