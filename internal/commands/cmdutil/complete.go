@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stackblaze/stackblaze/internal/kube"
 )
@@ -41,6 +42,47 @@ func CompleteDatabaseNames(f *Factory) cobra.CompletionFunc {
 			}
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// CompleteWorkloads completes a workload flag (attach --to, detach --from) with the namespace's
+// Deployments and StatefulSets as deployment/NAME and statefulset/NAME. Database StatefulSets are
+// left out: a database is not attached to itself.
+func CompleteWorkloads(f *Factory) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if f.Config == nil {
+			cfg, err := LoadConfig(cmd.Flags(), f.ConfigSources)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			f.Config = cfg
+		}
+		c, err := f.Kube()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+		defer cancel()
+		var out []cobra.Completion
+		if deps, err := c.Clientset.AppsV1().Deployments(c.Namespace).List(ctx, metav1.ListOptions{}); err == nil {
+			for _, d := range deps.Items {
+				out = append(out, "deployment/"+d.Name)
+			}
+		}
+		if stss, err := c.Clientset.AppsV1().StatefulSets(c.Namespace).List(ctx, metav1.ListOptions{}); err == nil {
+			for _, s := range stss.Items {
+				if !kube.IsManaged(s.Labels) {
+					out = append(out, "statefulset/"+s.Name)
+				}
+			}
+		}
+		var matched []cobra.Completion
+		for _, w := range out {
+			if strings.HasPrefix(w, toComplete) {
+				matched = append(matched, w)
+			}
+		}
+		return matched, cobra.ShellCompDirectiveNoFileComp
 	}
 }
 

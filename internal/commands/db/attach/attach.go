@@ -63,6 +63,7 @@ stackblaze db attach mydb --to statefulset/queue --overwrite`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.To, "to", "", "the workload: deployment/NAME, statefulset/NAME or NAME (a Deployment)")
+	_ = cmd.RegisterFlagCompletionFunc("to", cmdutil.CompleteWorkloads(f))
 	cmd.Flags().StringVar(&opts.Env, "env", kube.DefaultEnv, "the environment variable to set")
 	cmd.Flags().BoolVar(&opts.Overwrite, "overwrite", false, "replace the variable when something else sets it")
 	return cmd

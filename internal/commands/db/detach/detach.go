@@ -52,6 +52,7 @@ nothing.`),
 		},
 	}
 	cmd.Flags().StringVar(&opts.From, "from", "", "the workload: deployment/NAME, statefulset/NAME or NAME (a Deployment)")
+	_ = cmd.RegisterFlagCompletionFunc("from", cmdutil.CompleteWorkloads(f))
 	cmd.Flags().StringVar(&opts.Env, "env", "", "only this variable (default: every variable attach set for NAME)")
 	return cmd
 }
