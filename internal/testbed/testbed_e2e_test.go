@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/stackblaze/stackblaze/internal/testbed"
@@ -190,12 +191,10 @@ func TestE2EStatefulSetRunsRealPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		scale := func(n int32) {
-			s, err := env.Client.AppsV1().StatefulSets(ns).GetScale(ctx, "db", metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Spec.Replicas = n
-			if _, err := env.Client.AppsV1().StatefulSets(ns).UpdateScale(ctx, "db", s, metav1.UpdateOptions{}); err != nil {
+			// A merge patch of the scale subresource: no read-modify-write race with the
+			// StatefulSet controller's own status updates.
+			patch := []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, n))
+			if _, err := env.Client.AppsV1().StatefulSets(ns).Patch(ctx, "db", types.MergePatchType, patch, metav1.PatchOptions{}, "scale"); err != nil {
 				t.Fatal(err)
 			}
 		}
