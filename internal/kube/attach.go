@@ -321,9 +321,11 @@ func applyJSONPatch(ctx context.Context, cs kubernetes.Interface, ns string, w W
 		return false, err
 	}
 	err = patchWorkload(ctx, cs, ns, w, types.JSONPatchType, patch)
-	// A failed "test" op (the resourceVersion moved under us) comes back as 422 Invalid or 409
-	// Conflict: read again and recompute.
-	if attempt < 5 && (apierrors.IsConflict(err) || (apierrors.IsInvalid(err) && strings.Contains(err.Error(), "test"))) {
+	// A failed "test" op (the resourceVersion moved under us, as the Deployment controller does
+	// right after a workload is created) comes back as 422 Invalid, whose message does not always
+	// say so, or 409 Conflict: read again and recompute. Our own ops are well formed, so an
+	// Invalid that persists after the retries is reported.
+	if attempt < 5 && (apierrors.IsConflict(err) || apierrors.IsInvalid(err)) {
 		return false, nil
 	}
 	if err != nil {
