@@ -18,14 +18,7 @@ func CompleteDatabaseNames(f *Factory) cobra.CompletionFunc {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		if f.Config == nil {
-			cfg, err := LoadConfig(cmd.Flags(), f.ConfigSources)
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			f.Config = cfg
-		}
-		c, err := f.Kube()
+		c, err := CompletionClient(f, cmd)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -50,14 +43,7 @@ func CompleteDatabaseNames(f *Factory) cobra.CompletionFunc {
 // left out: a database is not attached to itself.
 func CompleteWorkloads(f *Factory) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if f.Config == nil {
-			cfg, err := LoadConfig(cmd.Flags(), f.ConfigSources)
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			f.Config = cfg
-		}
-		c, err := f.Kube()
+		c, err := CompletionClient(f, cmd)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -84,6 +70,23 @@ func CompleteWorkloads(f *Factory) cobra.CompletionFunc {
 		}
 		return matched, cobra.ShellCompDirectiveNoFileComp
 	}
+}
+
+// CompletionClient builds the client for a completion function. Cobra runs the root's
+// PersistentPreRun for its hidden __complete command, whose flags are not parsed, so the
+// configuration is loaded again here from the flags of the command being completed (so that
+// `stackblaze db status -n prod <TAB>` lists prod's databases).
+func CompletionClient(f *Factory, cmd *cobra.Command) (*kube.Client, error) {
+	src := f.ConfigSources
+	if src.Getenv == nil && f.IO != nil {
+		src.Getenv = f.IO.Getenv
+	}
+	cfg, err := LoadConfig(cmd.Flags(), src)
+	if err != nil {
+		return nil, err
+	}
+	f.Config = cfg
+	return f.Kube()
 }
 
 // TimeoutContext derives a context that ends after d (no deadline when d <= 0).

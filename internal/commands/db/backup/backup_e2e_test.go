@@ -80,6 +80,14 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 		t.Fatalf("out-of-window time: exit %d:\n%s", old.Code, old.Stderr)
 	}
 
+	// Shell completion offers the backup IDs for restore --backup (cobra's __complete is what
+	// the completion scripts call).
+	// __complete must come first on the command line, so the global flags go after it.
+	comp, err := exec.Command(env.Binary(t), "__complete", "db", "restore", "bk",
+		"--kubeconfig", env.Kubeconfig, "-n", ns, "--backup", "").Output()
+	if err != nil || !strings.Contains(string(comp), created.Backup.ID) {
+		t.Fatalf("completion of restore --backup does not offer %s (%v):\n%s", created.Backup.ID, err, comp)
+	}
 	must("db", "restore", "bk", "--backup", created.Backup.ID, "--yes")
 	if got := psql("select count(*) from t"); got != "10" {
 		t.Fatalf("after in-place restore of %s: %s rows, want 10", created.Backup.ID, got)

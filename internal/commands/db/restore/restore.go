@@ -85,6 +85,7 @@ before the restart the database keeps running untouched.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Backup, "backup", "", "ID of the backup to restore (see `db backup list`)")
+	_ = cmd.RegisterFlagCompletionFunc("backup", completeBackupIDs(f))
 	cmd.Flags().StringVar(&opts.ToTime, "to-time", "", "time to recover to: RFC3339, or a duration before now (2h, 30m, 1d)")
 	cmd.Flags().StringVar(&opts.Into, "into", "", "restore into a new database of this name (the source keeps running)")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "restore in place without asking")
@@ -223,4 +224,37 @@ func restartAndWait(ctx context.Context, t *backup.Target) error {
 func retryHint(err error, o *Options, state string) error {
 	return (&cmdutil.Error{Code: cmdutil.ExitError, Err: err}).
 		WithHint("%s; retry with the same command, or check with `stackblaze db status %s`", state, o.Name)
+}
+
+// completeBackupIDs completes --backup with the IDs of the database named by the first argument,
+// read from its repository through the pod (with a short timeout; nothing but candidates).
+func completeBackupIDs(f *cmdutil.Factory) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) == 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		if _, err := cmdutil.CompletionClient(f, cmd); err != nil {
+			cobra.CompDebugln("backup IDs: "+err.Error(), false)
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+		defer cancel()
+		t, err := backup.Resolve(ctx, f.Kube, args[0])
+		if err != nil {
+			cobra.CompDebugln("backup IDs: "+err.Error(), false)
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		repo, _, err := t.Info(ctx)
+		if err != nil {
+			cobra.CompDebugln("backup IDs: "+err.Error(), false)
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, b := range repo.Backups {
+			if strings.HasPrefix(b.ID, toComplete) {
+				out = append(out, cobra.CompletionWithDesc(b.ID, b.Type+", "+b.Stop.UTC().Format(time.RFC3339)))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }
