@@ -75,7 +75,7 @@ func TestParseInfo(t *testing.T) {
 	}
 	last := time.Unix(1769340000, 0)
 	w, ok := r.Window(last)
-	if !ok || !w.Earliest.Equal(time.Unix(1769249720, 0)) || !w.Latest.Equal(last) {
+	if !ok || !w.Earliest.Equal(time.Unix(1769249721, 0)) || !w.Latest.Equal(last) { // the second after the stop second
 		t.Errorf("window %v", w)
 	}
 	if w.Contains(time.Unix(1769249000, 0)) || !w.Contains(time.Unix(1769300000, 0)) {

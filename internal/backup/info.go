@@ -149,7 +149,9 @@ func (r *Repository) Window(lastArchived time.Time) (w Window, ok bool) {
 	if len(r.Backups) == 0 {
 		return Window{}, false
 	}
-	w.Earliest = r.Backups[0].Stop
+	// pgBackRest records stop times in whole seconds and restores to a time only from a backup
+	// whose stop second is before the target's: the earliest target is one second later.
+	w.Earliest = r.Backups[0].Stop.Add(time.Second)
 	for _, b := range r.Backups {
 		if b.Stop.After(w.Latest) {
 			w.Latest = b.Stop
