@@ -120,11 +120,7 @@ func GetRotation(ctx context.Context, cs kubernetes.Interface, ns, name string) 
 // CreateRotation records a new rotation. An existing record is an error: the caller holds the
 // rotation lock and read none a moment ago.
 func CreateRotation(ctx context.Context, cs kubernetes.Interface, ns, name string, r *Rotation) error {
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: RotationSecretName(name), Labels: Labels(name)},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       r.data(),
-	}
+	s := rotationSecret(name, r, "")
 	got, err := cs.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{FieldManager: FieldManager})
 	if err != nil {
 		return fmt.Errorf("record the rotation in secret %s: %w", s.Name, err)
@@ -135,17 +131,22 @@ func CreateRotation(ctx context.Context, cs kubernetes.Interface, ns, name strin
 
 // UpdateRotation writes the record back, failing if it changed since it was read.
 func UpdateRotation(ctx context.Context, cs kubernetes.Interface, ns, name string, r *Rotation) error {
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: RotationSecretName(name), Labels: Labels(name), ResourceVersion: r.resourceVersion},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       r.data(),
-	}
+	s := rotationSecret(name, r, r.resourceVersion)
 	got, err := cs.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{FieldManager: FieldManager})
 	if err != nil {
 		return fmt.Errorf("update the rotation record %s: %w", s.Name, err)
 	}
 	r.resourceVersion = got.ResourceVersion
 	return nil
+}
+
+// rotationSecret is the record as a Secret; a resourceVersion makes an update conditional.
+func rotationSecret(name string, r *Rotation, resourceVersion string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: RotationSecretName(name), Labels: Labels(name), ResourceVersion: resourceVersion},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       r.data(),
+	}
 }
 
 // DeleteRotation removes the record of a finished rotation.

@@ -35,6 +35,15 @@ func (l Login) config() (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
+// Connect opens a connection with l (the password on the config, never in a string).
+func Connect(ctx context.Context, l Login) (*pgx.Conn, error) {
+	cfg, err := l.config()
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
 // ErrAuth is returned when the server rejected the login (wrong password, no such role or
 // database), as opposed to not answering.
 var ErrAuth = errors.New("login refused")

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
@@ -74,7 +75,7 @@ func waitReady(t *testing.T, env *testbed.Env, ns, pod string, not string) *core
 	t.Helper()
 	ctx := testbed.Context(t, 2*time.Minute)
 	p, err := testbed.WaitPod(ctx, env.Client, ns, pod, func(p *corev1.Pod) bool {
-		return testbed.PodReady(p) && string(p.UID) != not
+		return kube.PodReady(p) && string(p.UID) != not
 	})
 	if err != nil {
 		t.Fatal(err)

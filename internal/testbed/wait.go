@@ -64,19 +64,6 @@ func WaitPod(ctx context.Context, c kubernetes.Interface, ns, name string, cond 
 	return got, nil
 }
 
-// PodReady reports whether the pod's Ready condition is true.
-func PodReady(p *corev1.Pod) bool {
-	if p == nil || p.DeletionTimestamp != nil {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // PortForward forwards a free loopback port to the pod's port with client-go's portforward
 // package, WebSocket first with SPDY fallback, and returns the local address. The forward ends
 // with ctx.

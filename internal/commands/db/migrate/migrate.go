@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
@@ -129,7 +128,7 @@ func runMigrate(ctx context.Context, o *Options) error {
 	}
 	s.Close()
 	release()
-	return res.Finish(o.IO, nil)
+	return res.Finish(o.IO)
 }
 
 func acquire(ctx context.Context, c *kube.Client, name string, o *Options, prog *output.Progress) (*kube.Lock, error) {
@@ -166,13 +165,7 @@ func acquire(ctx context.Context, c *kube.Client, name string, o *Options, prog 
 func readMigrations(ctx context.Context, s *run.Session) (*pg.MigrationState, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	l := s.Login()
-	cfg, err := pgx.ParseConfig("sslmode=disable")
-	if err != nil {
-		return nil, err
-	}
-	cfg.Host, cfg.Port, cfg.User, cfg.Password, cfg.Database = l.Host, uint16(l.Port), l.User, l.Password, l.Database
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pg.Connect(ctx, s.Login())
 	if err != nil {
 		return nil, errors.New("log in through the tunnel failed")
 	}

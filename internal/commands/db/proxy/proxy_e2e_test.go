@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
@@ -89,7 +90,7 @@ func TestE2EProxySurvivesPodReplacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := testbed.WaitPod(ctx, env.Client, ns, "app-0", func(p *corev1.Pod) bool {
-		return testbed.PodReady(p) && p.UID != old.UID
+		return kube.PodReady(p) && p.UID != old.UID
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package run
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -68,7 +67,7 @@ NAME may be left out when the configuration names a database (STACKBLAZE_DATABAS
 			defer s.Close()
 			res := s.Exec(opts.Command)
 			s.Close()
-			return res.Finish(opts.IO, nil)
+			return res.Finish(opts.IO)
 		},
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 2*time.Minute, "how long to wait for the tunnel and the database")
@@ -340,17 +339,20 @@ func round(seconds float64) string {
 	return (time.Duration(seconds*1000) * time.Millisecond).String()
 }
 
-// Finish prints the result document for -o json and turns a failed command into the tool's exit code.
-func (r *Result) Finish(ios *output.IOStreams, _ any) error {
+// Finish prints the result document for -o json and returns Err.
+func (r *Result) Finish(ios *output.IOStreams) error {
 	if ios.IsJSON() {
-		enc := json.NewEncoder(ios.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := output.JSON(ios.Out, r); err != nil {
 			return err
 		}
 	}
-	if r.err != nil {
-		return r.err
+	return r.Err()
+}
+
+// Err turns a command that failed, or could not start, into the tool's exit code (nil on 0).
+func (r *Result) Err() error {
+	if r.err == nil {
+		return nil
 	}
-	return nil
+	return r.err
 }
