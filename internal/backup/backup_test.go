@@ -45,7 +45,7 @@ func TestOptionsAndEnv(t *testing.T) {
 
 func TestServerSettings(t *testing.T) {
 	c := Config{Stanza: "mydb"}
-	if got := strings.Join(c.ServerSettings(true), "|"); !strings.Contains(got, "archive_timeout=300") || !strings.Contains(got, `PGBACKREST_STANZA=mydb`) || !strings.Contains(got, `archive-push "%p"`) {
+	if got := strings.Join(c.ServerSettings(true), "|"); !strings.Contains(got, "archive_timeout=300") || !strings.Contains(got, `--stanza=mydb`) || !strings.Contains(got, `archive-push "%p"`) {
 		t.Errorf("pitr: %s", got)
 	}
 	if got := strings.Join(c.ServerSettings(false), "|"); strings.Contains(got, "archive_timeout") || !strings.Contains(got, "archive_mode=on") {

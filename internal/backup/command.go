@@ -64,30 +64,37 @@ func shellQuote(s string) string {
 }
 
 // InPod is the command line that runs pgbackrest command cmd (StanzaCreate, BackupCmd, ...) in
-// the database container, as the postgres user, through the pods/exec subresource, with the data
-// directory PGDATA. pgBackRest does not read libpq's PGHOST and PGPORT: when they are set (the
-// test bed's servers listen on their own socket and port) they become pg1-socket-path and
-// pg1-port; otherwise pgBackRest's defaults match the official image.
+// the database container, as the postgres user, through the pods/exec subresource. The options
+// are the container's PGBACKREST_* environment (Env); the stanza and the data directory
+// come from the command line and PGDATA (as a variable: pgBackRest refuses a pg1-path flag on
+// commands that do not use it, such as info). pgBackRest does not read libpq's PGHOST and PGPORT: when they
+// are set (the test bed's servers listen on their own socket and port) they become
+// pg1-socket-path and pg1-port; otherwise pgBackRest's defaults match the official image.
 func (c Config) InPod(cmd []string) []string {
-	return []string{"sh", "-c", `set -e; D="${PGDATA:?}"; ` + c.Paths() + socket +
-		`exec ` + Binary + " " + Shell(cmd)}
+	return []string{"sh", "-c", prelude + `exec ` + Binary + " " + Shell([]string{"--stanza=" + c.Stanza}) + " " + Shell(cmd)}
 }
 
-const socket = `if [ -n "${PGHOST:-}" ]; then export PGBACKREST_PG1_SOCKET_PATH="$PGHOST"; fi; ` +
-	`if [ -n "${PGPORT:-}" ]; then export PGBACKREST_PG1_PORT="$PGPORT"; fi; `
+// prelude checks the environment and creates the repository and lock directories on the backup
+// volume the first time (pgBackRest expects them to exist).
+const prelude = `set -e; : "${PGDATA:?}" "${PGBACKREST_LOCK_PATH:?the container has no pgBackRest configuration}"; ` +
+	`export PGBACKREST_PG1_PATH="$PGDATA"; ` +
+	`if [ -n "${PGHOST:-}" ]; then export PGBACKREST_PG1_SOCKET_PATH="$PGHOST"; fi; ` +
+	`if [ -n "${PGPORT:-}" ]; then export PGBACKREST_PG1_PORT="$PGPORT"; fi; ` +
+	`mkdir -p -m 700 "$PGBACKREST_LOCK_PATH"; ` +
+	`if [ -z "${PGBACKREST_REPO1_TYPE:-}" ]; then mkdir -p -m 700 "${PGBACKREST_REPO1_PATH:?}"; fi; `
 
 // StagingSuffix is appended to PGDATA for the directory a restore writes into while the
 // database keeps running on PGDATA.
 const StagingSuffix = ".restore"
 
-// RestoreInPod runs restore (RestoreBackup or RestoreTime) into "$PGDATA.restore", emptied
-// first, so that the database keeps running until SwapInPod. The restored server fetches WAL
-// with RestoreCommand, which finds the repository from its own data directory.
+// RestoreInPod runs restore (RestoreBackup or RestoreTime) of c's stanza into "$PGDATA.restore",
+// emptied first, so that the database keeps running until SwapInPod. The restored server fetches
+// WAL from the same stanza with RestoreCommand.
 func (c Config) RestoreInPod(restore []string) []string {
-	return []string{"sh", "-c", `set -e; D="${PGDATA:?}"; ` + c.Paths() + socket +
-		`S="$D` + StagingSuffix + `"; rm -rf "$S"; mkdir -m 700 "$S"; ` +
-		`exec ` + Binary + " " + Shell(restore) +
-		` --pg1-path="$S" ` + Shell([]string{"--recovery-option=restore_command=" + c.RestoreCommand()})}
+	return []string{"sh", "-c", prelude +
+		`S="$PGDATA` + StagingSuffix + `"; rm -rf "$S"; mkdir -m 700 "$S"; ` +
+		`exec ` + Binary + " " + Shell([]string{"--stanza=" + c.Stanza}) + ` --pg1-path="$S" ` + Shell(restore) + " " +
+		Shell([]string{"--recovery-option=restore_command=" + c.RestoreCommand()})}
 }
 
 // SwapInPod puts the restored directory in place of PGDATA while PostgreSQL still runs: the

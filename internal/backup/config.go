@@ -43,12 +43,12 @@ const (
 type Config struct {
 	// Stanza names the database in the repository: the database's name.
 	Stanza string
-	// PGDataPath is PostgreSQL's data directory (pg1-path) for File. Commands run in the
-	// container derive it at run time (see Paths).
+	// PGDataPath is PostgreSQL's data directory (pg1-path).
 	PGDataPath string
-	// RepoPath is the repository (repo1-path) for File; in the container it is Paths' repo.
+	// RepoPath is the repository (repo1-path) on the backup volume; the path in the bucket
+	// with S3.
 	RepoPath string
-	// LockPath holds pgBackRest's lock files (lock-path) for File.
+	// LockPath holds pgBackRest's lock files (lock-path).
 	LockPath string
 	// RetentionDays keeps full backups this many days (repo1-retention-full, type time).
 	RetentionDays int
@@ -62,47 +62,18 @@ type Option struct {
 	Value string
 }
 
-// Exports are the options that do not depend on where the data directory is, as shell exports of
-// PGBACKREST_* variables (pgBackRest ignores variables a command does not use, where it refuses
-// such command-line flags). Every command line stackblaze runs (and archive_command and
-// restore_command, which PostgreSQL runs) starts with them, so that nothing depends on a
-// configuration file or on the environment the server was started with.
-func (c Config) Exports() string {
-	var f []string
-	for _, o := range c.Options() {
-		switch o.Name {
-		case "pg1-path", "lock-path":
-			continue
-		case "repo1-path":
-			if c.S3 == nil {
-				continue
-			}
-		}
-		f = append(f, EnvName(o.Name)+"="+shellQuote(o.Value))
-	}
-	return "export " + strings.Join(f, " ") + "; "
-}
-
-// Paths is the shell that sets the paths every command needs from the data directory $D: the
-// repository and the lock files live beside it on the database's volume,
-// ($D/../pgbackrest/repo), unless the repository is in S3.
-func (c Config) Paths() string {
-	s := c.Exports() + `P="$(dirname "$D")/pgbackrest"; export PGBACKREST_PG1_PATH="$D" PGBACKREST_LOCK_PATH="$P/lock"; `
-	if c.S3 == nil {
-		s += `export PGBACKREST_REPO1_PATH="$P/repo"; mkdir -p -m 700 "$P/repo"; `
-	}
-	return s
-}
-
 // ArchiveCommand is what PostgreSQL runs (through sh, in its data directory) for every finished
-// WAL segment.
+// WAL segment. The options come from the container's PGBACKREST_* environment (Env), which the
+// server inherits; the stanza is named on the command line as well, and pg1-path is the server's
+// own data directory, so that a server started on a restored copy archives from where it runs.
 func (c Config) ArchiveCommand() string {
-	return `D="$(pwd -P)"; ` + c.Paths() + `exec ` + Binary + ` archive-push "%p"`
+	return `exec ` + Binary + ` ` + Shell([]string{"--stanza=" + c.Stanza}) + ` --pg1-path="$(pwd -P)" archive-push "%p"`
 }
 
-// RestoreCommand is the restore_command a restored server fetches archived WAL with.
+// RestoreCommand is the restore_command a restored server fetches archived WAL with: from the
+// stanza of c, which for a restore into another database is the source's.
 func (c Config) RestoreCommand() string {
-	return `D="$(pwd -P)"; ` + c.Paths() + `exec ` + Binary + ` archive-get %f "%p"`
+	return `exec ` + Binary + ` ` + Shell([]string{"--stanza=" + c.Stanza}) + ` --pg1-path="$(pwd -P)" archive-get %f "%p"`
 }
 
 // Options are the configuration's options in a fixed order. Every one is a global option, so

@@ -72,19 +72,21 @@ func newLocal(t *testing.T, stanza string) *local {
 		}
 	}
 	l := &local{t: t, dir: dir, uid: uint32(uid), gid: uint32(gid), bin: pgBin(t), pgdata: dir + "/pgdata", sock: dir + "/sock", port: 5432}
-	// The layout of the database's volume: PGDATA and, beside it, pgbackrest/{repo,lock}.
-	l.cfg = backup.Config{Stanza: stanza}
+	// The layout of the database's two volumes: PGDATA on one, the repository and the lock
+	// files on the other.
+	l.cfg = backup.Config{Stanza: stanza, PGDataPath: l.pgdata, RepoPath: dir + "/backup/repo", LockPath: dir + "/backup/lock"}
 	l.run(nil, l.bin+"/initdb", "-D", l.pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
 	l.server, l.port = l.start(l.pgdata, l.sock)
 	t.Cleanup(func() { l.stop(l.server) })
 	return l
 }
 
-// env is the container's environment: the generated PGBACKREST_* variables plus what the pod
-// runner gives an exec (PGHOST, PGPORT, PGDATA).
+// env is the container's environment: the generated PGBACKREST_* variables (the server inherits
+// them, as in the container) plus what the pod runner gives an exec (PGHOST, PGPORT, PGDATA).
 func (l *local) env(extra ...string) []string {
 	env := []string{"PATH=" + l.bin + ":/usr/bin:/bin", "HOME=" + l.dir, "LANG=C.UTF-8",
 		"PGHOST=" + l.sock, "PGPORT=" + strconv.Itoa(l.port), "PGDATA=" + l.pgdata, "PGUSER=postgres", "PGDATABASE=postgres"}
+	env = append(env, l.cfg.Environ()...)
 	return append(env, extra...)
 }
 
@@ -328,7 +330,7 @@ func TestE2EBackupRetentionExpiresOldBackups(t *testing.T) {
 	if got := l.info().IDs(); fmt.Sprint(got) != fmt.Sprint(ids[1:]) {
 		t.Fatalf("after expire: %v, want %v (the 10-day-old %s expired)", got, ids[1:], ids[0])
 	}
-	if _, err := os.Stat(filepath.Join(l.dir, "pgbackrest", "repo", "backup", l.cfg.Stanza, ids[0])); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(l.cfg.RepoPath, "backup", l.cfg.Stanza, ids[0])); !os.IsNotExist(err) {
 		t.Fatalf("expired backup %s still on disk (stat: %v)", ids[0], err)
 	}
 	// Every backup applies the retention when it ends: today's backup keeps the 9-day-old

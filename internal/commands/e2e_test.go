@@ -22,6 +22,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -173,9 +174,9 @@ func TestE2ECreateMakesEveryObject(t *testing.T) {
 		t.Errorf("DATABASE_URL is not what the other keys say")
 	}
 
-	labels := kube.Labels("shop-db")
+	want := kube.Labels("shop-db")
 	checkLabels := func(kind, name string, got map[string]string) {
-		for k, v := range labels {
+		for k, v := range want {
 			if got[k] != v {
 				t.Errorf("%s %s: label %s=%q, want %q", kind, name, k, got[k], v)
 			}
@@ -242,6 +243,54 @@ func TestE2ECreateMakesEveryObject(t *testing.T) {
 	}
 	if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "2Gi" {
 		t.Errorf("volume claim requests %s", q.String())
+	}
+	// The backup volume (the pgBackRest repository): twice the data volume.
+	bpvc, err := c.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "backup-shop-db-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := bpvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "4Gi" || bpvc.Status.Phase != corev1.ClaimBound {
+		t.Errorf("backup volume claim requests %s, phase %s", q.String(), bpvc.Status.Phase)
+	}
+	// The daily backup at the default time, whose pods can never be taken for the database's.
+	cj, err := c.BatchV1().CronJobs(ns).Get(ctx, "shop-db-backup", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLabels("cronjob", cj.Name, cj.Labels)
+	if cj.Spec.Schedule != "0 3 * * *" || cj.Spec.TimeZone == nil || *cj.Spec.TimeZone != "Etc/UTC" {
+		t.Errorf("cronjob schedule %q", cj.Spec.Schedule)
+	}
+	jobPod := labels.Set(cj.Spec.JobTemplate.Spec.Template.Labels)
+	if svcSel := labels.Set(svc.Spec.Selector); svcSel.AsSelector().Matches(jobPod) {
+		t.Errorf("the backup job's pods %v match the Service's selector %v", jobPod, svcSel)
+	}
+	if stsSel, _ := metav1.LabelSelectorAsSelector(sts.Spec.Selector); stsSel.Matches(jobPod) {
+		t.Errorf("the backup job's pods %v match the StatefulSet's selector", jobPod)
+	}
+	for _, kind := range []string{"serviceaccount", "role", "rolebinding"} {
+		var got map[string]string
+		switch kind {
+		case "serviceaccount":
+			o, err := c.CoreV1().ServiceAccounts(ns).Get(ctx, "shop-db-backup", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = o.Labels
+		case "role":
+			o, err := c.RbacV1().Roles(ns).Get(ctx, "shop-db-backup", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = o.Labels
+		case "rolebinding":
+			o, err := c.RbacV1().RoleBindings(ns).Get(ctx, "shop-db-backup", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = o.Labels
+		}
+		checkLabels(kind, "shop-db-backup", got)
 	}
 }
 

@@ -42,6 +42,17 @@ var CreateAccess = []Access{
 	{Verb: "patch", Group: "networking.k8s.io", Resource: "networkpolicies"},
 	{Verb: "create", Group: "apps", Resource: "statefulsets"},
 	{Verb: "patch", Group: "apps", Resource: "statefulsets"},
+	// The daily backup: its CronJob, and the ServiceAccount, Role and RoleBinding it runs as.
+	{Verb: "create", Group: "batch", Resource: "cronjobs"},
+	{Verb: "patch", Group: "batch", Resource: "cronjobs"},
+	{Verb: "create", Resource: "serviceaccounts"},
+	{Verb: "patch", Resource: "serviceaccounts"},
+	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "roles"},
+	{Verb: "patch", Group: "rbac.authorization.k8s.io", Resource: "roles"},
+	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "rolebindings"},
+	{Verb: "patch", Group: "rbac.authorization.k8s.io", Resource: "rolebindings"},
+	// Granting the backup Role needs the permissions it grants (RBAC refuses escalation).
+	{Verb: "create", Resource: "pods", Subresource: "exec"},
 }
 
 // ForbiddenError says which permission is missing.

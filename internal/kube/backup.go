@@ -9,6 +9,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -24,10 +25,26 @@ import (
 // DefaultBackupAt is the time of day (UTC) of the daily backup that create schedules.
 const DefaultBackupAt = "03:00"
 
-// BackupConfig is a database's pgBackRest configuration: its stanza in a repository beside
-// PGDATA on the database's volume.
+// BackupConfig is a database's pgBackRest configuration: its stanza in a repository on the
+// database's own backup volume.
 func BackupConfig(name string) backup.Config {
-	return backup.Config{Stanza: name, PGDataPath: PGDATA, RepoPath: DataMountPath + "/pgbackrest/repo", LockPath: DataMountPath + "/pgbackrest/lock"}
+	return backup.Config{Stanza: name, PGDataPath: PGDATA, RepoPath: BackupMountPath + "/repo", LockPath: BackupMountPath + "/lock"}
+}
+
+// backupEnv is the container's pgBackRest configuration as PGBACKREST_* variables: the server
+// inherits them for archive_command, and the commands run in the pod read them.
+func backupEnv(name string) []*corev1ac.EnvVarApplyConfiguration {
+	var out []*corev1ac.EnvVarApplyConfiguration
+	for _, e := range backup.SortedEnv(BackupConfig(name).Env()) {
+		v := corev1ac.EnvVar().WithName(e.Name)
+		if e.SecretName != "" {
+			v.WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(e.SecretName).WithKey(e.SecretKey)))
+		} else {
+			v.WithValue(e.Value)
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // BackupServerArgs are the container's arguments: the archive settings as -c name=value.
@@ -64,31 +81,99 @@ func BackupRoleRules(name string) []*rbacv1ac.PolicyRuleApplyConfiguration {
 	}
 }
 
-// ApplyBackupSchedule writes the daily backup of a database: a CronJob that runs the stackblaze
-// image's `db backup create`, with a ServiceAccount bound to a Role of BackupRoleRules.
-func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name, at, image string) error {
-	sched, err := ParseAt(at)
-	if err != nil {
-		return err
+// BackupImage is the stackblaze image of a CLI version, which the daily backup job runs
+// (goreleaser's dockers_v2 builds it).
+func BackupImage(version string) string {
+	v := strings.TrimPrefix(version, "v")
+	if v == "" || v == "dev" || strings.Contains(v, "+") {
+		v = "latest"
 	}
+	return "stackblaze/stackblaze:" + v
+}
+
+// BackupSchedule is a database's daily backup: when, and which stackblaze image runs it.
+type BackupSchedule struct {
+	// Cron is the CronJob's schedule (ParseAt).
+	Cron  string
+	Image string
+}
+
+// CurrentBackupSchedule reads the schedule a database has; nil when it has none.
+func CurrentBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name string) (*BackupSchedule, error) {
+	cj, err := cs.BatchV1().CronJobs(ns).Get(ctx, BackupScheduleName(name), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get cronjob %s: %w", BackupScheduleName(name), err)
+	}
+	s := &BackupSchedule{Cron: cj.Spec.Schedule}
+	for _, c := range cj.Spec.JobTemplate.Spec.Template.Spec.Containers {
+		s.Image = c.Image
+	}
+	return s, nil
+}
+
+// backupJobLabels label the backup job's pods. They share the database's labels except the
+// selector's: a job pod must never be taken for the database pod (by the Services, the
+// StatefulSet or a tunnel).
+func backupJobLabels(name string) map[string]string {
+	return map[string]string{
+		LabelName:      "stackblaze-backup",
+		LabelInstance:  name,
+		LabelManagedBy: "stackblaze",
+		LabelDatabase:  name,
+	}
+}
+
+// ApplyBackupSchedule writes the daily backup of a database: a CronJob that runs the stackblaze
+// image's `db backup create`, with a ServiceAccount bound to a Role of BackupRoleRules. It
+// returns the objects it created or changed.
+func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name string, sched BackupSchedule) ([]Change, error) {
 	n := BackupScheduleName(name)
 	labels := Labels(name)
 	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	var changes []Change
+	note := func(kind string, before *string, after string) {
+		if before == nil || *before != after {
+			changes = append(changes, Change{Kind: kind, Name: n, Created: before == nil})
+		}
+	}
+
 	sa := corev1ac.ServiceAccount(n, ns).WithLabels(labels).WithAutomountServiceAccountToken(false)
-	if _, err := cs.CoreV1().ServiceAccounts(ns).Apply(ctx, sa, opts); err != nil {
-		return fmt.Errorf("apply ServiceAccount %s: %w", n, err)
+	before, err := rv(cs.CoreV1().ServiceAccounts(ns).Get(ctx, n, metav1.GetOptions{}))
+	if err != nil {
+		return changes, fmt.Errorf("get serviceaccount %s: %w", n, err)
 	}
+	gotSA, err := cs.CoreV1().ServiceAccounts(ns).Apply(ctx, sa, opts)
+	if err != nil {
+		return changes, fmt.Errorf("apply serviceaccount %s: %w", n, err)
+	}
+	note("ServiceAccount", before, gotSA.ResourceVersion)
+
 	role := rbacv1ac.Role(n, ns).WithLabels(labels).WithRules(BackupRoleRules(name)...)
-	if _, err := cs.RbacV1().Roles(ns).Apply(ctx, role, opts); err != nil {
-		return fmt.Errorf("apply Role %s: %w", n, err)
+	if before, err = rv(cs.RbacV1().Roles(ns).Get(ctx, n, metav1.GetOptions{})); err != nil {
+		return changes, fmt.Errorf("get role %s: %w", n, err)
 	}
+	gotRole, err := cs.RbacV1().Roles(ns).Apply(ctx, role, opts)
+	if err != nil {
+		return changes, fmt.Errorf("apply role %s: %w", n, err)
+	}
+	note("Role", before, gotRole.ResourceVersion)
+
 	rb := rbacv1ac.RoleBinding(n, ns).WithLabels(labels).
 		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(n)).
 		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(n).WithNamespace(ns))
-	if _, err := cs.RbacV1().RoleBindings(ns).Apply(ctx, rb, opts); err != nil {
-		return fmt.Errorf("apply RoleBinding %s: %w", n, err)
+	if before, err = rv(cs.RbacV1().RoleBindings(ns).Get(ctx, n, metav1.GetOptions{})); err != nil {
+		return changes, fmt.Errorf("get rolebinding %s: %w", n, err)
 	}
-	container := corev1ac.Container().WithName("backup").WithImage(image).
+	gotRB, err := cs.RbacV1().RoleBindings(ns).Apply(ctx, rb, opts)
+	if err != nil {
+		return changes, fmt.Errorf("apply rolebinding %s: %w", n, err)
+	}
+	note("RoleBinding", before, gotRB.ResourceVersion)
+
+	container := corev1ac.Container().WithName("backup").WithImage(sched.Image).
 		WithImagePullPolicy(corev1.PullIfNotPresent).
 		WithArgs("db", "backup", "create", name, "--namespace", ns).
 		WithEnv(corev1ac.EnvVar().WithName("CI").WithValue("true")).
@@ -101,15 +186,16 @@ func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name,
 			WithAllowPrivilegeEscalation(false).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+	jobLabels := backupJobLabels(name)
 	cj := batchv1ac.CronJob(n, ns).WithLabels(labels).
 		WithSpec(batchv1ac.CronJobSpec().
-			WithSchedule(sched).WithTimeZone("Etc/UTC").
+			WithSchedule(sched.Cron).WithTimeZone("Etc/UTC").
 			WithConcurrencyPolicy(batchv1.ForbidConcurrent).
 			WithStartingDeadlineSeconds(3600).
 			WithSuccessfulJobsHistoryLimit(3).WithFailedJobsHistoryLimit(3).
-			WithJobTemplate(batchv1ac.JobTemplateSpec().WithLabels(labels).
+			WithJobTemplate(batchv1ac.JobTemplateSpec().WithLabels(jobLabels).
 				WithSpec(batchv1ac.JobSpec().WithBackoffLimit(2).WithActiveDeadlineSeconds(6 * 3600).
-					WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).
+					WithTemplate(corev1ac.PodTemplateSpec().WithLabels(jobLabels).
 						WithSpec(corev1ac.PodSpec().
 							WithServiceAccountName(n).
 							// The token is mounted here only: the job talks to the API server.
@@ -118,10 +204,15 @@ func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name,
 							WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).
 								WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 							WithContainers(container))))))
-	if _, err := cs.BatchV1().CronJobs(ns).Apply(ctx, cj, opts); err != nil {
-		return fmt.Errorf("apply CronJob %s: %w", n, err)
+	if before, err = rv(cs.BatchV1().CronJobs(ns).Get(ctx, n, metav1.GetOptions{})); err != nil {
+		return changes, fmt.Errorf("get cronjob %s: %w", n, err)
 	}
-	return nil
+	gotCJ, err := cs.BatchV1().CronJobs(ns).Apply(ctx, cj, opts)
+	if err != nil {
+		return changes, fmt.Errorf("apply cronjob %s: %w", n, err)
+	}
+	note("CronJob", before, gotCJ.ResourceVersion)
+	return changes, nil
 }
 
 // RestartPod deletes a database's pod and watches until its StatefulSet's replacement (another

@@ -3,6 +3,16 @@ package kube
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,95 +39,117 @@ func Exists(ctx context.Context, cs kubernetes.Interface, ns, name string) error
 }
 
 // Delete removes a database's objects, found by label. Without deleteData it keeps the volume
-// claim and the two Secrets: the data directory only accepts the passwords they hold, so a later
+// claims and the two Secrets: the data directory only accepts the passwords they hold, so a later
 // create of the same name uses them and finds the data.
 func Delete(ctx context.Context, cs kubernetes.Interface, ns, name string, deleteData bool) (*Deleted, error) {
-	var d Deleted
-	sel := metav1.ListOptions{LabelSelector: ManagedSelector(name)}
+	d := &Deleted{}
+	r := remover{ctx: ctx, sel: metav1.ListOptions{LabelSelector: ManagedSelector(name)}, d: d}
 	bg := metav1.DeletePropagationBackground
-	opts := metav1.DeleteOptions{PropagationPolicy: &bg}
-	del := func(kind, objName string, err error) error {
-		if apierrors.IsNotFound(err) {
-			return nil
+	r.opts = metav1.DeleteOptions{PropagationPolicy: &bg}
+
+	if err := removeAll[*appsv1.StatefulSetList](r, "statefulset", cs.AppsV1().StatefulSets(ns), true); err != nil {
+		return d, err
+	}
+	for _, step := range []func() error{
+		func() error { return removeAll[*corev1.ServiceList](r, "service", cs.CoreV1().Services(ns), true) },
+		func() error {
+			return removeAll[*networkingv1.NetworkPolicyList](r, "networkpolicy", cs.NetworkingV1().NetworkPolicies(ns), true)
+		},
+		// The daily backup: the CronJob (its Jobs and their pods go with it) and what it runs as.
+		func() error { return removeAll[*batchv1.CronJobList](r, "cronjob", cs.BatchV1().CronJobs(ns), true) },
+		func() error {
+			return removeAll[*rbacv1.RoleBindingList](r, "rolebinding", cs.RbacV1().RoleBindings(ns), true)
+		},
+		func() error { return removeAll[*rbacv1.RoleList](r, "role", cs.RbacV1().Roles(ns), true) },
+		func() error {
+			return removeAll[*corev1.ServiceAccountList](r, "serviceaccount", cs.CoreV1().ServiceAccounts(ns), true)
+		},
+		func() error {
+			return removeAll[*corev1.ConfigMapList](r, "configmap", cs.CoreV1().ConfigMaps(ns), true)
+		},
+		func() error { return removeAll[*corev1.SecretList](r, "secret", cs.CoreV1().Secrets(ns), deleteData) },
+	} {
+		if err := step(); err != nil {
+			return d, err
 		}
-		if err != nil {
-			return fmt.Errorf("delete %s %s: %w", kind, objName, err)
-		}
-		d.Deleted = append(d.Deleted, kind+"/"+objName)
-		return nil
 	}
 
-	stss, err := cs.AppsV1().StatefulSets(ns).List(ctx, sel)
+	pvcs, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, r.sel)
 	if err != nil {
-		return nil, fmt.Errorf("list statefulsets: %w", err)
-	}
-	for _, o := range stss.Items {
-		if err := del("statefulset", o.Name, cs.AppsV1().StatefulSets(ns).Delete(ctx, o.Name, opts)); err != nil {
-			return &d, err
-		}
-	}
-	svcs, err := cs.CoreV1().Services(ns).List(ctx, sel)
-	if err != nil {
-		return &d, fmt.Errorf("list services: %w", err)
-	}
-	for _, o := range svcs.Items {
-		if err := del("service", o.Name, cs.CoreV1().Services(ns).Delete(ctx, o.Name, opts)); err != nil {
-			return &d, err
-		}
-	}
-	nps, err := cs.NetworkingV1().NetworkPolicies(ns).List(ctx, sel)
-	if err != nil {
-		return &d, fmt.Errorf("list networkpolicies: %w", err)
-	}
-	for _, o := range nps.Items {
-		if err := del("networkpolicy", o.Name, cs.NetworkingV1().NetworkPolicies(ns).Delete(ctx, o.Name, opts)); err != nil {
-			return &d, err
-		}
-	}
-	cms, err := cs.CoreV1().ConfigMaps(ns).List(ctx, sel)
-	if err != nil {
-		return &d, fmt.Errorf("list configmaps: %w", err)
-	}
-	for _, o := range cms.Items {
-		if err := del("configmap", o.Name, cs.CoreV1().ConfigMaps(ns).Delete(ctx, o.Name, opts)); err != nil {
-			return &d, err
-		}
-	}
-	secs, err := cs.CoreV1().Secrets(ns).List(ctx, sel)
-	if err != nil {
-		return &d, fmt.Errorf("list secrets: %w", err)
-	}
-	for _, o := range secs.Items {
-		if !deleteData {
-			d.Kept = append(d.Kept, "secret/"+o.Name)
-			continue
-		}
-		if err := del("secret", o.Name, cs.CoreV1().Secrets(ns).Delete(ctx, o.Name, opts)); err != nil {
-			return &d, err
-		}
-	}
-	pvcs, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, sel)
-	if err != nil {
-		return &d, fmt.Errorf("list persistentvolumeclaims: %w", err)
+		return d, fmt.Errorf("list persistentvolumeclaims: %w", err)
 	}
 	names := map[string]bool{}
 	for _, o := range pvcs.Items {
 		names[o.Name] = true
 	}
-	// The StatefulSet controller names the claim; find it by name too in case labels were lost.
-	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, PVCName(name), metav1.GetOptions{}); err == nil {
-		names[PVCName(name)] = true
+	// The StatefulSet controller names the claims; find them by name too in case labels were lost.
+	for _, n := range []string{PVCName(name), BackupPVCName(name)} {
+		if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, n, metav1.GetOptions{}); err == nil {
+			names[n] = true
+		}
 	}
+	sorted := make([]string, 0, len(names))
 	for n := range names {
-		if !deleteData {
-			d.Kept = append(d.Kept, "persistentvolumeclaim/"+n)
-			continue
-		}
-		if err := del("persistentvolumeclaim", n, cs.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, n, opts)); err != nil {
-			return &d, err
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, n := range sorted {
+		if err := r.remove("persistentvolumeclaim", n, cs.CoreV1().PersistentVolumeClaims(ns), deleteData); err != nil {
+			return d, err
 		}
 	}
-	return &d, nil
+	return d, nil
+}
+
+// remover deletes objects and records what it deleted and what it kept.
+type remover struct {
+	ctx  context.Context
+	sel  metav1.ListOptions
+	opts metav1.DeleteOptions
+	d    *Deleted
+}
+
+type deleter interface {
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// typedClient is the part of a client-go typed client (StatefulSets(ns), Secrets(ns), ...) that
+// deleting by label needs.
+type typedClient[L runtime.Object] interface {
+	deleter
+	List(ctx context.Context, opts metav1.ListOptions) (L, error)
+}
+
+func (r remover) remove(kind, name string, c deleter, really bool) error {
+	if !really {
+		r.d.Kept = append(r.d.Kept, kind+"/"+name)
+		return nil
+	}
+	err := c.Delete(r.ctx, name, r.opts)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s %s: %w", kind, name, err)
+	}
+	r.d.Deleted = append(r.d.Deleted, kind+"/"+name)
+	return nil
+}
+
+// removeAll deletes (or, when !really, keeps and records) every object of a kind that carries
+// the database's labels.
+func removeAll[L runtime.Object](r remover, kind string, c typedClient[L], really bool) error {
+	list, err := c.List(r.ctx, r.sel)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", plural(kind), err)
+	}
+	return meta.EachListItem(list, func(o runtime.Object) error {
+		m, err := meta.Accessor(o)
+		if err != nil {
+			return err
+		}
+		return r.remove(kind, m.GetName(), c, really)
+	})
 }
 
 // Scale sets a database's replica count through the scale subresource, so that the fields create
@@ -137,4 +169,11 @@ func Scale(ctx context.Context, cs kubernetes.Interface, ns, name string, replic
 		return previous, fmt.Errorf("scale statefulset %s: %w", name, err)
 	}
 	return previous, nil
+}
+
+func plural(kind string) string {
+	if strings.HasSuffix(kind, "y") {
+		return strings.TrimSuffix(kind, "y") + "ies"
+	}
+	return kind + "s"
 }

@@ -32,8 +32,10 @@ const (
 	// Paths inside the container.
 	DataMountPath = "/var/lib/postgresql/data"
 	PGDATA        = DataMountPath + "/pgdata"
-	InitMountPath = "/docker-entrypoint-initdb.d"
-	InitScript    = "10-app-role.sh"
+	// BackupMountPath is the backup volume: the pgBackRest repository and its lock files.
+	BackupMountPath = "/var/lib/postgresql/backup"
+	InitMountPath   = "/docker-entrypoint-initdb.d"
+	InitScript      = "10-app-role.sh"
 
 	// PostgresUID is the postgres user of the official image.
 	PostgresUID = 999
@@ -213,7 +215,7 @@ func BuildObjects(s Spec, c Credentials, replicas int32) Objects {
 				WithWhenDeleted(appsv1.RetainPersistentVolumeClaimRetentionPolicyType).
 				WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)).
 			WithTemplate(podTemplate(s)).
-			WithVolumeClaimTemplates(volumeClaimTemplate(s)))
+			WithVolumeClaimTemplates(volumeClaimTemplate(s, "data", s.Storage), volumeClaimTemplate(s, "backup", BackupStorage(s.Storage))))
 
 	return Objects{
 		SuperuserSecret:   superuser,
@@ -226,16 +228,25 @@ func BuildObjects(s Spec, c Credentials, replicas int32) Objects {
 	}
 }
 
-func volumeClaimTemplate(s Spec) *corev1ac.PersistentVolumeClaimApplyConfiguration {
+func volumeClaimTemplate(s Spec, name string, size resource.Quantity) *corev1ac.PersistentVolumeClaimApplyConfiguration {
 	pvc := &corev1ac.PersistentVolumeClaimApplyConfiguration{}
 	// No storageClassName: the cluster's default StorageClass.
-	pvc.WithName("data").
+	pvc.WithName(name).
 		WithLabels(Labels(s.Name)).
 		WithSpec(corev1ac.PersistentVolumeClaimSpec().
 			WithAccessModes(corev1.ReadWriteOnce).
 			WithResources(corev1ac.VolumeResourceRequirements().
-				WithRequests(corev1.ResourceList{corev1.ResourceStorage: s.Storage})))
+				WithRequests(corev1.ResourceList{corev1.ResourceStorage: size})))
 	return pvc
+}
+
+// BackupStorage is the size of a database's backup volume: twice its data volume, room for a
+// week of compressed full backups and the WAL between them on a typical database (see
+// docs/backups.md; an S3 repository has no such limit).
+func BackupStorage(data resource.Quantity) resource.Quantity {
+	q := data.DeepCopy()
+	q.Add(data)
+	return q
 }
 
 func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
@@ -256,7 +267,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 		// pgBackRest repository (internal/backup).
 		WithArgs(BackupServerArgs(s)...).
 		WithPorts(corev1ac.ContainerPort().WithName("postgresql").WithContainerPort(Port).WithProtocol(corev1.ProtocolTCP)).
-		WithEnv(
+		WithEnv(append([]*corev1ac.EnvVarApplyConfiguration{
 			corev1ac.EnvVar().WithName("PGDATA").WithValue(PGDATA),
 			corev1ac.EnvVar().WithName("POSTGRES_USER").WithValue("postgres"),
 			secretEnv("POSTGRES_PASSWORD", SuperuserSecretName(name), "password"),
@@ -264,7 +275,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 			secretEnv("APP_USER", CredentialsSecretName(name), "username"),
 			secretEnv("APP_PASSWORD", CredentialsSecretName(name), "password"),
 			secretEnv("APP_DATABASE", CredentialsSecretName(name), "database"),
-		).
+		}, backupEnv(name)...)...).
 		WithResources(corev1ac.ResourceRequirements().
 			WithRequests(corev1.ResourceList{
 				corev1.ResourceCPU:    resource.MustParse(p.CPURequest),
@@ -276,6 +287,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 			})).
 		WithVolumeMounts(
 			corev1ac.VolumeMount().WithName("data").WithMountPath(DataMountPath),
+			corev1ac.VolumeMount().WithName("backup").WithMountPath(BackupMountPath),
 			corev1ac.VolumeMount().WithName("init").WithMountPath(InitMountPath).WithReadOnly(true),
 			corev1ac.VolumeMount().WithName("shm").WithMountPath("/dev/shm"),
 		).

@@ -181,3 +181,4 @@ func HeadlessServiceName(name string) string   { return name + "-headless" }
 func InitConfigMapName(name string) string     { return name + "-init" }
 func PodName(name string) string               { return name + "-0" }
 func PVCName(name string) string               { return "data-" + name + "-0" }
+func BackupPVCName(name string) string         { return "backup-" + name + "-0" }

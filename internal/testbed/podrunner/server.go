@@ -63,6 +63,19 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) (*server, error) {
 	if err := mkdirOwned(sockDir, r.cfg.UID, r.cfg.GID, 0o700); err != nil {
 		return nil, err
 	}
+	// Every claim is mounted writable for the server's user, as fsGroup makes it in a pod.
+	for _, m := range c.VolumeMounts {
+		if v := findVolume(pod, m.Name); v == nil || v.PersistentVolumeClaim == nil {
+			continue
+		}
+		hp, err := r.hostPath(ctx, pod, c, path.Clean(m.MountPath))
+		if err != nil {
+			return nil, err
+		}
+		if err := mkdirOwned(hp, r.cfg.UID, r.cfg.GID, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	if err := mkdirOwned(filepath.Dir(dataDir), r.cfg.UID, r.cfg.GID, 0o755); err != nil {
 		return nil, err
 	}
@@ -106,10 +119,24 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) (*server, error) {
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + sockDir,
 		"-c", "logging_collector=off"}
 	args = append(args, serverSettings(c)...)
+	// The container's environment, with paths inside its volumes mapped to this machine, is
+	// the server's too, as in the container: archive_command and restore_command read it (the
+	// PGBACKREST_* configuration of backups).
+	env, err = r.hostEnv(ctx, pod, c, env)
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	env["PGDATA"] = dataDir
 	cmd := exec.Command(filepath.Join(r.cfg.BinDir, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Dir = dir
 	cmd.Env = r.baseEnv()
+	for k, v := range env {
+		if k != "PATH" && k != "HOME" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: r.cfg.UID, Gid: r.cfg.GID},
 		Setpgid:    true, // a Ctrl-C to the runner's terminal must not reach the servers directly
@@ -355,6 +382,31 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// hostEnv maps environment values that are absolute paths inside one of the container's volumes
+// (PGBACKREST_REPO1_PATH=/var/lib/postgresql/data/pgbackrest/repo) to where that volume lives on
+// this machine, so that commands run for the pod see the files the container would.
+func (r *Runner) hostEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Container, env map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		out[k] = v
+		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, " :") {
+			continue
+		}
+		for _, m := range c.VolumeMounts {
+			mp := path.Clean(m.MountPath)
+			if v == mp || strings.HasPrefix(v, mp+"/") {
+				hp, err := r.hostPath(ctx, pod, c, v)
+				if err != nil {
+					return nil, fmt.Errorf("env %s: %w", k, err)
+				}
+				out[k] = hp
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // resolveEnv resolves the container's environment the way the kubelet does for the variables a

@@ -304,7 +304,7 @@ NAME-backup that may only read the database's StatefulSet and pod and exec into 
 				return cmdutil.KubeError(err, cmdutil.Scope{})
 			}
 			if opts.Image == "" {
-				opts.Image = DefaultImage(f.Version.Version)
+				opts.Image = kube.BackupImage(f.Version.Version)
 			}
 			if runF != nil {
 				return runF(opts)
@@ -315,15 +315,6 @@ NAME-backup that may only read the database's StatefulSet and pod and exec into 
 	cmd.Flags().StringVar(&opts.At, "at", kube.DefaultBackupAt, "time of day, HH:MM in UTC")
 	cmd.Flags().StringVar(&opts.Image, "image", "", "the stackblaze image the job runs (default stackblaze/stackblaze:<this version>)")
 	return cmd
-}
-
-// DefaultImage is the stackblaze image of a version (goreleaser's dockers_v2 builds it).
-func DefaultImage(version string) string {
-	v := strings.TrimPrefix(version, "v")
-	if v == "" || v == "dev" || strings.Contains(v, "+") {
-		v = "latest"
-	}
-	return "stackblaze/stackblaze:" + v
 }
 
 // ScheduleResult is what schedule prints.
@@ -341,10 +332,10 @@ func runSchedule(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	if err := kube.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, o.At, o.Image); err != nil {
+	sched, _ := kube.ParseAt(o.At)
+	if _, err := kube.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, kube.BackupSchedule{Cron: sched, Image: o.Image}); err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
 	}
-	sched, _ := kube.ParseAt(o.At)
 	res := ScheduleResult{Database: o.Name, CronJob: kube.BackupScheduleName(o.Name), Schedule: sched, TimeZone: "Etc/UTC", Image: o.Image, ServiceAccount: kube.BackupScheduleName(o.Name)}
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)

@@ -35,9 +35,16 @@ type Options struct {
 	DNSZone         string
 	ImageRepository string
 
+	// BackupAt is the daily backup's time (HH:MM, UTC); BackupAtSet says the flag was given,
+	// so that running create again does not move a schedule set with `db backup schedule`.
+	BackupAt    string
+	BackupAtSet bool
+	BackupImage string
+
 	// Filled in by Validate.
 	Spec        kube.Spec
 	StorageNote string
+	BackupCron  string
 }
 
 // NewCmdCreate builds the command.
@@ -48,9 +55,10 @@ func NewCmdCreate(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command 
 		Use:   "create NAME",
 		Short: "Create a PostgreSQL database",
 		Long: strings.TrimSpace(fmt.Sprintf(`
-Create a PostgreSQL database: a StatefulSet with its volume, a ClusterIP Service, the Secret
-NAME-credentials (username, password, database, host, port, DATABASE_URL) and a NetworkPolicy
-that admits only pods of the same namespace.
+Create a PostgreSQL database: a StatefulSet with its data volume and its backup volume, a
+ClusterIP Service, the Secret NAME-credentials (username, password, database, host, port,
+DATABASE_URL), a NetworkPolicy that admits only pods of the same namespace, and the daily
+backup (a CronJob NAME-backup at --backup-at, UTC; change it later with "db backup schedule").
 
 By default create waits until the database pod is Ready and a login with the application's
 credentials works through a port-forward, then prints how to connect (never the password).
@@ -74,6 +82,8 @@ stackblaze db create mydb --no-wait -o json`),
 				opts.DNSZone = f.Config.DNSZone
 				opts.ImageRepository = f.Config.ImageRepository
 			}
+			opts.BackupAtSet = cmd.Flags().Changed("backup-at")
+			opts.BackupImage = kube.BackupImage(f.Version.Version)
 			if err := opts.Validate(); err != nil {
 				return err
 			}
@@ -87,6 +97,7 @@ stackblaze db create mydb --no-wait -o json`),
 	fl.StringVar(&opts.Version, "version", fmt.Sprint(kube.DefaultVersion), "PostgreSQL major version: 15 or 16")
 	fl.StringVar(&opts.Storage, "storage", kube.DefaultStorage, fmt.Sprintf("volume size, %dGi to %dGi", kube.MinStorageGi, kube.MaxStorageGi))
 	fl.StringVar(&opts.Plan, "plan", kube.DefaultPlan, "plan: "+strings.Join(kube.PlanNames(), ", "))
+	fl.StringVar(&opts.BackupAt, "backup-at", kube.DefaultBackupAt, "time of the daily backup, HH:MM in UTC")
 	fl.BoolVar(&wait, "wait", false, "wait until the database accepts a login (the default)")
 	fl.BoolVar(&opts.NoWait, "no-wait", false, "return once the objects are written")
 	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the database")
@@ -121,6 +132,10 @@ func (o *Options) Validate() error {
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	cron, err := kube.ParseAt(o.BackupAt)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	if o.Timeout < 0 {
 		problems = append(problems, fmt.Sprintf("timeout %s is negative", o.Timeout))
 	}
@@ -128,6 +143,7 @@ func (o *Options) Validate() error {
 		return &cmdutil.Error{Code: cmdutil.ExitUsage, Err: errors.New(strings.Join(problems, "\n"))}
 	}
 	o.StorageNote = note
+	o.BackupCron = cron
 	o.Spec = kube.Spec{
 		Name:            o.Name,
 		Version:         version,
@@ -203,6 +219,15 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
+	sched, err := o.backupSchedule(ctx, c)
+	if err != nil {
+		return cmdutil.KubeError(err, scope)
+	}
+	more, err := kube.ApplyBackupSchedule(ctx, c.Clientset, spec.Namespace, spec.Name, sched)
+	changes = append(changes, more...)
+	if err != nil {
+		return cmdutil.KubeError(err, scope)
+	}
 	res := &Result{
 		Name: spec.Name, Namespace: spec.Namespace, Version: spec.Version, Plan: spec.Plan.Name,
 		Storage: spec.Storage.String(), Host: spec.Host(), Port: kube.Port,
@@ -250,6 +275,29 @@ func run(ctx context.Context, o *Options) error {
 	prog.Done("Login as %s works (through a port-forward)", creds.Username)
 	res.Ready = true
 	return render(o.IO, res)
+}
+
+// backupSchedule is the daily backup create writes: --backup-at when given; otherwise the
+// schedule and image the database already has, or the defaults for a new one.
+func (o *Options) backupSchedule(ctx context.Context, c *kube.Client) (kube.BackupSchedule, error) {
+	want := kube.BackupSchedule{Cron: o.BackupCron, Image: o.BackupImage}
+	if want.Image == "" {
+		want.Image = kube.BackupImage("")
+	}
+	if want.Cron == "" {
+		want.Cron, _ = kube.ParseAt(kube.DefaultBackupAt)
+	}
+	cur, err := kube.CurrentBackupSchedule(ctx, c.Clientset, c.Namespace, o.Spec.Name)
+	if err != nil || cur == nil {
+		return want, err
+	}
+	if !o.BackupAtSet {
+		want.Cron = cur.Cron
+	}
+	if cur.Image != "" {
+		want.Image = cur.Image
+	}
+	return want, nil
 }
 
 func verifyLogin(ctx context.Context, o *Options, c *kube.Client, spec kube.Spec, creds kube.Credentials) error {
