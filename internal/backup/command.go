@@ -97,13 +97,25 @@ func (c Config) RestoreInPod(restore []string) []string {
 		Shell([]string{"--recovery-option=restore_command=" + c.RestoreCommand()})}
 }
 
-// SwapInPod puts the restored directory in place of PGDATA while PostgreSQL still runs: the
-// server keeps working on the old directory (it works relative to its working directory) until
-// the pod is replaced, and the next server starts on the restored data. The old directory is kept
-// as "$PGDATA.old-<stamp>" until CleanupInPod.
+// SwapInPod puts the restored directory in place of PGDATA and stops the running server at
+// once, so that the next server starts on the restored data. The stop must be immediate
+// (SIGQUIT: no shutdown checkpoint): a server writes its control file by the absolute path of
+// PGDATA, and a clean shutdown would write the old cluster's pg_control into the restored
+// directory. A CHECKPOINT just before makes a timed checkpoint during the swap unlikely. The
+// old directory (which recovers from the stop like from a crash) is kept as
+// "$PGDATA.old-<stamp>" until CleanupInPod. In a pod, the container exits with its server and
+// restarts on the restored data, and the exec may end with it: see SwappedInPod.
 func SwapInPod(stamp string) []string {
-	script := fmt.Sprintf(`set -e; test -f "$PGDATA%[1]s/PG_VERSION"; mv "$PGDATA" "$PGDATA.old-%[2]s"; mv "$PGDATA%[1]s" "$PGDATA"`, StagingSuffix, stamp)
+	script := fmt.Sprintf(`set -e; test -f "$PGDATA%[1]s/PG_VERSION"; pid=$(head -n 1 "$PGDATA/postmaster.pid"); `+
+		`psql -X -q -d postgres -c CHECKPOINT; `+
+		`mv "$PGDATA" "$PGDATA.old-%[2]s"; mv "$PGDATA%[1]s" "$PGDATA"; `+
+		`kill -QUIT "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done`, StagingSuffix, stamp)
 	return []string{"sh", "-c", script}
+}
+
+// SwappedInPod prints "yes" when SwapInPod(stamp) has put the restored data in place.
+func SwappedInPod(stamp string) []string {
+	return []string{"sh", "-c", fmt.Sprintf(`if [ -d "$PGDATA.old-%s" ]; then echo yes; else echo no; fi`, stamp)}
 }
 
 // UnswapInPod undoes SwapInPod when the restored data does not start.
@@ -122,4 +134,25 @@ func CleanupInPod() []string {
 func LastArchived() []string {
 	return []string{"psql", "-X", "-At", "-d", "postgres", "-c",
 		"select coalesce(to_char(last_archived_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') from pg_stat_archiver"}
+}
+
+// PackStanzaInPod writes a stanza's part of the repository (its backups and archived WAL) to
+// stdout as a tar stream: restore --into carries it to the new database's backup volume.
+func PackStanzaInPod(stanza string) []string {
+	s := Shell([]string{stanza})
+	return []string{"sh", "-c", `set -e; cd "${PGBACKREST_REPO1_PATH:?}"; exec tar -cf - backup/` + s + ` archive/` + s}
+}
+
+// UnpackStanzaInPod reads what PackStanzaInPod wrote into the repository, replacing that
+// stanza's part. tar stops at the archive's end, without waiting for stdin to close.
+func UnpackStanzaInPod(stanza string) []string {
+	s := Shell([]string{stanza})
+	return []string{"sh", "-c", `set -e; mkdir -p -m 700 "${PGBACKREST_REPO1_PATH:?}"; cd "$PGBACKREST_REPO1_PATH"; ` +
+		`rm -rf backup/` + s + ` archive/` + s + `; exec tar -xf -`}
+}
+
+// DropStanzaInPod removes a stanza's part of the repository.
+func DropStanzaInPod(stanza string) []string {
+	s := Shell([]string{stanza})
+	return []string{"sh", "-c", `set -e; cd "${PGBACKREST_REPO1_PATH:?}"; rm -rf backup/` + s + ` archive/` + s}
 }

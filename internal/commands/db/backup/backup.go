@@ -52,6 +52,8 @@ type Target struct {
 	Name   string
 	Plan   kube.Plan
 	Config bk.Config
+	// Version and Storage are the database's, as create recorded them.
+	Version, Storage string
 }
 
 // Resolve checks that the database exists and reads its plan.
@@ -71,7 +73,8 @@ func Resolve(ctx context.Context, kc func() (*kube.Client, error), name string) 
 		return nil, cmdutil.KubeError(err, scope)
 	}
 	plan, _ := kube.LookupPlan(sts.Annotations[kube.AnnotationPlan])
-	return &Target{Client: c, Name: name, Plan: plan, Config: kube.BackupConfig(name)}, nil
+	return &Target{Client: c, Name: name, Plan: plan, Config: kube.BackupConfig(name),
+		Version: sts.Annotations[kube.AnnotationVersion], Storage: sts.Annotations[kube.AnnotationStorage]}, nil
 }
 
 // Run runs a pgbackrest command in the database pod and returns its stdout.

@@ -1,10 +1,13 @@
 package backup_test
 
 import (
+	"context"
 	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
@@ -36,18 +39,25 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 		}
 		return r
 	}
-	psql := func(sql string) string {
+	psqlIn := func(db, sql string) string {
 		t.Helper()
-		out, err := exec.Command(env.Kubectl(), "--kubeconfig", env.Kubeconfig, "-n", ns, "exec", "bk-0", "--",
+		out, err := exec.Command(env.Kubectl(), "--kubeconfig", env.Kubeconfig, "-n", ns, "exec", db+"-0", "--",
 			"psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql).CombinedOutput()
 		if err != nil {
 			t.Fatalf("psql %q: %v: %s", sql, err, out)
 		}
 		return strings.TrimSpace(string(out))
 	}
+	psql := func(sql string) string { t.Helper(); return psqlIn("bk", sql) }
+	// asApp runs psql as the database's application role, through a tunnel (db run).
+	asApp := func(db, sql string) string {
+		t.Helper()
+		return strings.TrimSpace(must("db", "run", db, "--", "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql).Stdout)
+	}
 	must("db", "create", "bk", "--plan", "standard", "--storage", "1Gi")
 	psql("create table t (i int)")
 	psql("insert into t select generate_series(1, 10)")
+	asApp("bk", "create table app_t (i int); insert into app_t values (1)")
 
 	c := must("db", "backup", "create", "bk", "-o", "json")
 	var created struct {
@@ -88,6 +98,43 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 	if err != nil || !strings.Contains(string(comp), created.Backup.ID) {
 		t.Fatalf("completion of restore --backup does not offer %s (%v):\n%s", created.Backup.ID, err, comp)
 	}
+	// Into a new database: the source keeps running untouched, the new one has exactly what the
+	// backup held, its own roles, credentials and backups.
+	podUID := func() string {
+		t.Helper()
+		p, err := env.Client.CoreV1().Pods(ns).Get(context.Background(), "bk-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(p.UID)
+	}
+	srcPod := podUID()
+	into := must("db", "restore", "bk", "--backup", created.Backup.ID, "--into", "bk-copy", "-o", "json")
+	var intoDoc struct{ Database, Into, Backup string }
+	if err := json.Unmarshal([]byte(into.Stdout), &intoDoc); err != nil || intoDoc.Into != "bk-copy" || intoDoc.Backup != created.Backup.ID {
+		t.Fatalf("restore --into -o json: %v\n%s", err, into.Stdout)
+	}
+	if podUID() != srcPod {
+		t.Error("restore --into restarted the source's pod")
+	}
+	if got := psql("select count(*) from t"); got != "20" {
+		t.Errorf("source after restore --into: %s rows, want 20", got)
+	}
+	if got := psqlIn("bk-copy", "select count(*) from t"); got != "10" {
+		t.Errorf("bk-copy: %s rows, want the backup's 10", got)
+	}
+	// The application's table, owned by the source's role, belongs to the new database's.
+	if got := asApp("bk-copy", "select current_user || ' ' || count(*) from app_t"); got != "bk_copy 1" {
+		t.Errorf("bk-copy as its application role: %q, want \"bk_copy 1\"", got)
+	}
+	if got := psqlIn("bk-copy", "select string_agg(rolname, ',' order by rolname) from pg_roles where rolname like 'bk%'"); got != "bk_copy,bk_copy_b" {
+		t.Errorf("roles of bk-copy: %s", got)
+	}
+	must("db", "backup", "create", "bk-copy")
+	if again := run("db", "restore", "bk", "--backup", created.Backup.ID, "--into", "bk-copy"); again.Code != 6 || !strings.Contains(again.Stderr, "already exists") {
+		t.Errorf("restore --into an existing database: exit %d\n%s", again.Code, again.Stderr)
+	}
+
 	must("db", "restore", "bk", "--backup", created.Backup.ID, "--yes")
 	if got := psql("select count(*) from t"); got != "10" {
 		t.Fatalf("after in-place restore of %s: %s rows, want 10", created.Backup.ID, got)

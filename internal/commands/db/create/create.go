@@ -176,9 +176,19 @@ type Result struct {
 }
 
 func run(ctx context.Context, o *Options) error {
-	c, err := o.Kube()
+	res, err := Provision(ctx, o)
 	if err != nil {
 		return err
+	}
+	return render(o.IO, res)
+}
+
+// Provision does the work of create, with its progress lines, and returns the result without
+// printing it: `db restore --into` creates its new database with it.
+func Provision(ctx context.Context, o *Options) (*Result, error) {
+	c, err := o.Kube()
+	if err != nil {
+		return nil, err
 	}
 	spec := o.Spec
 	spec.Namespace = c.Namespace
@@ -192,41 +202,41 @@ func run(ctx context.Context, o *Options) error {
 	prog.Start("Checking the namespace %s", spec.Namespace)
 	existing, err := kube.GetExisting(ctx, c.Clientset, spec.Namespace, spec.Name)
 	if err != nil {
-		return cmdutil.KubeError(err, scope)
+		return nil, cmdutil.KubeError(err, scope)
 	}
 	replicas := int32(1)
 	if sts := existing.StatefulSet; sts != nil {
 		if !kube.IsManaged(sts.Labels) {
-			return cmdutil.KubeError(&kube.ConflictError{Name: spec.Name, Foreign: "statefulset " + sts.Name}, scope)
+			return nil, cmdutil.KubeError(&kube.ConflictError{Name: spec.Name, Foreign: "statefulset " + sts.Name}, scope)
 		}
 		if d := kube.Diff(sts, spec); len(d) > 0 {
-			return cmdutil.KubeError(&kube.ConflictError{Name: spec.Name, Differences: d}, scope)
+			return nil, cmdutil.KubeError(&kube.ConflictError{Name: spec.Name, Differences: d}, scope)
 		}
 		if sts.Spec.Replicas != nil {
 			replicas = *sts.Spec.Replicas
 		}
 	}
 	if err := kube.CheckAccess(ctx, c.Clientset, spec.Namespace, kube.CreateAccess); err != nil {
-		return cmdutil.KubeError(err, scope)
+		return nil, cmdutil.KubeError(err, scope)
 	}
 	creds, err := kube.CredentialsFrom(spec.Name, existing)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	prog.Start("Writing the objects of %s", spec.Name)
 	changes, err := kube.Apply(ctx, c.Clientset, kube.BuildObjects(spec, creds, replicas))
 	if err != nil {
-		return cmdutil.KubeError(err, scope)
+		return nil, cmdutil.KubeError(err, scope)
 	}
 	sched, err := o.backupSchedule(ctx, c)
 	if err != nil {
-		return cmdutil.KubeError(err, scope)
+		return nil, cmdutil.KubeError(err, scope)
 	}
 	more, err := kube.ApplyBackupSchedule(ctx, c.Clientset, spec.Namespace, spec.Name, sched)
 	changes = append(changes, more...)
 	if err != nil {
-		return cmdutil.KubeError(err, scope)
+		return nil, cmdutil.KubeError(err, scope)
 	}
 	res := &Result{
 		Name: spec.Name, Namespace: spec.Namespace, Version: spec.Version, Plan: spec.Plan.Name,
@@ -247,12 +257,12 @@ func run(ctx context.Context, o *Options) error {
 	}
 
 	if o.NoWait {
-		return render(o.IO, res)
+		return res, nil
 	}
 	if replicas == 0 {
 		res.Stopped = true
 		prog.Warn("%s is stopped (scaled to 0); start it with `stackblaze db scale %s --replicas 1`", spec.Name, spec.Name)
-		return render(o.IO, res)
+		return res, nil
 	}
 
 	wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
@@ -260,21 +270,21 @@ func run(ctx context.Context, o *Options) error {
 	start := o.Now()
 	prog.Start("Waiting for pod %s to be ready", kube.PodName(spec.Name))
 	if _, err := kube.WaitPodReady(wctx, c.Clientset, spec.Namespace, kube.PodName(spec.Name)); err != nil {
-		return waitError(ctx, wctx, c, spec, o.Timeout, err, scope)
+		return nil, waitError(ctx, wctx, c, spec, o.Timeout, err, scope)
 	}
 	prog.Done("Pod %s is ready (%s)", kube.PodName(spec.Name), o.Now().Sub(start).Round(time.Second))
 
 	prog.Start("Logging in as %s through a port-forward", creds.Username)
-	if err := verifyLogin(wctx, o, c, spec, creds); err != nil {
+	if err := VerifyLogin(wctx, o, c, spec, creds); err != nil {
 		if wctx.Err() != nil && ctx.Err() == nil {
-			return (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s: no login within --timeout %s: %w", spec.Name, o.Timeout, err)}).
+			return nil, (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s: no login within --timeout %s: %w", spec.Name, o.Timeout, err)}).
 				WithHint("the pod is ready but PostgreSQL did not accept the application's login; see `kubectl logs %s -n %s`", kube.PodName(spec.Name), spec.Namespace)
 		}
-		return cmdutil.KubeError(err, scope)
+		return nil, cmdutil.KubeError(err, scope)
 	}
 	prog.Done("Login as %s works (through a port-forward)", creds.Username)
 	res.Ready = true
-	return render(o.IO, res)
+	return res, nil
 }
 
 // backupSchedule is the daily backup create writes: --backup-at when given; otherwise the
@@ -300,7 +310,8 @@ func (o *Options) backupSchedule(ctx context.Context, c *kube.Client) (kube.Back
 	return want, nil
 }
 
-func verifyLogin(ctx context.Context, o *Options, c *kube.Client, spec kube.Spec, creds kube.Credentials) error {
+// VerifyLogin logs in with creds through a fresh port-forward to the database pod.
+func VerifyLogin(ctx context.Context, o *Options, c *kube.Client, spec kube.Spec, creds kube.Credentials) error {
 	t, err := o.OpenTunnel(ctx, c, spec.Namespace, kube.PodName(spec.Name), kube.Port)
 	if err != nil {
 		return fmt.Errorf("open a port-forward to %s: %w", kube.PodName(spec.Name), err)

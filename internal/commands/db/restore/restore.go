@@ -15,13 +15,19 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
+	"github.com/stackblaze/stackblaze/internal/pg"
 )
 
 // Options are the inputs of restore.
 type Options struct {
-	IO   *output.IOStreams
-	Kube func() (*kube.Client, error)
-	Now  func() time.Time
+	IO         *output.IOStreams
+	Kube       func() (*kube.Client, error)
+	OpenTunnel cmdutil.TunnelOpener
+	CheckLogin func(context.Context, pg.Login) error
+	Now        func() time.Time
+
+	// For the new database of --into, as create takes them.
+	DNSZone, ImageRepository, BackupImage string
 
 	Name   string
 	Backup string
@@ -32,16 +38,24 @@ type Options struct {
 
 // NewCmdRestore builds the command.
 func NewCmdRestore(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Kube: f.Kube, Now: f.Now}
+	opts := &Options{IO: f.IO, Kube: f.Kube, OpenTunnel: f.OpenTunnel, CheckLogin: f.CheckLogin, Now: f.Now,
+		BackupImage: kube.BackupImage(f.Version.Version)}
 	cmd := &cobra.Command{
 		Use:   "restore NAME (--backup ID | --to-time T) [--into NEW_NAME]",
 		Short: "Restore a database from a backup or to a point in time",
-		Long: `Restore a database in place from one of its backups (--backup ID, see "db backup list") or,
-on plans with point-in-time recovery, to a time (--to-time, RFC3339 or a duration before now
-such as 2h). An in-place restore asks first (--yes in CI), takes a safety backup, restores
-beside the running data, then restarts the database on the restored data; if anything fails
-before the restart the database keeps running untouched.`,
-		Example: "stackblaze db restore mydb --backup 20261124-030000F --yes\n" +
+		Long: `Restore a database from one of its backups (--backup ID, see "db backup list") or, on
+plans with point-in-time recovery, to a time (--to-time, RFC3339 or a duration before now such
+as 2h).
+
+With --into NEW_NAME the restore goes into a new database, with the source's version, storage
+and plan and credentials of its own; the source keeps running and is only read. If the restore
+fails, the new database is deleted again and the command can be retried as it is.
+
+Without --into the database is restored in place: it asks first (--yes in CI), takes a safety
+backup, restores beside the running data, then restarts the database on the restored data; if
+anything fails before the restart the database keeps running untouched.`,
+		Example: "stackblaze db restore mydb --backup 20261124-030000F --into mydb-copy\n" +
+			"stackblaze db restore mydb --backup 20261124-030000F --yes\n" +
 			"stackblaze db restore mydb --to-time 2026-11-24T10:15:00Z\nstackblaze db restore mydb --to-time 2h --yes",
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
@@ -66,9 +80,15 @@ before the restart the database keeps running untouched.`,
 				if err := kube.ValidateName(opts.Into); err != nil {
 					return cmdutil.KubeError(err, cmdutil.Scope{})
 				}
+				if opts.Into == opts.Name {
+					return cmdutil.UsageErrorf("--into names the database itself").
+						WithHint("leave out --into to restore %s in place, or give a new name", opts.Name)
+				}
 			}
 			if f.Config != nil {
 				opts.Yes = opts.Yes || f.Config.Yes
+				opts.DNSZone = f.Config.DNSZone
+				opts.ImageRepository = f.Config.ImageRepository
 			}
 			if opts.Into == "" && !opts.Yes && !opts.IO.CanPrompt() {
 				why := "stdin is not a terminal"
@@ -95,6 +115,7 @@ before the restart the database keeps running untouched.`,
 // Result is what restore prints.
 type Result struct {
 	Database     string    `json:"database"`
+	Into         string    `json:"into,omitempty"`
 	Backup       string    `json:"backup,omitempty"`
 	Target       time.Time `json:"targetTime,omitzero"`
 	SafetyBackup string    `json:"safetyBackup,omitempty"`
@@ -143,8 +164,7 @@ func run(ctx context.Context, o *Options) error {
 		restore = bk.RestoreTime(target)
 	}
 	if o.Into != "" {
-		return cmdutil.Errorf(cmdutil.ExitError, "restore --into is not available yet").
-			WithHint("restore in place (a safety backup is taken first), or ask your administrator")
+		return runInto(ctx, o, t, restore, res, start)
 	}
 	if !o.Yes {
 		ok, err := o.IO.Confirm(fmt.Sprintf("Restore %s in place? Its current data is replaced (a safety backup is taken first)", o.Name))
@@ -173,7 +193,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	prog.Done("Restored")
 	stamp := o.Now().UTC().Format("20060102150405")
-	if _, err := t.Run(ctx, bk.SwapInPod(stamp)); err != nil {
+	if err := swap(ctx, t, stamp); err != nil {
 		_, _ = t.Run(ctx, bk.CleanupInPod())
 		return retryHint(fmt.Errorf("restore %s: %w", o.Name, err), o, "the database is running unchanged")
 	}
@@ -217,6 +237,30 @@ func restartAndWait(ctx context.Context, t *backup.Target) error {
 		case <-wctx.Done():
 			return fmt.Errorf("still recovering: %w", wctx.Err())
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// swap runs SwapInPod. In a pod, stopping the server takes the container (and the exec in it)
+// down too, so an error is checked against the pod's state once it answers again.
+func swap(ctx context.Context, t *backup.Target, stamp string) error {
+	_, err := t.Run(ctx, bk.SwapInPod(stamp))
+	if err == nil {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		if out, perr := t.Run(wctx, bk.SwappedInPod(stamp)); perr == nil {
+			if strings.TrimSpace(out) == "yes" {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-wctx.Done():
+			return err
+		case <-time.After(2 * time.Second):
 		}
 	}
 }

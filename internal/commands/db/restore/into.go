@@ -1,0 +1,193 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	bk "github.com/stackblaze/stackblaze/internal/backup"
+	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
+	"github.com/stackblaze/stackblaze/internal/commands/db/create"
+	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/output"
+	"github.com/stackblaze/stackblaze/internal/pg"
+)
+
+// runInto restores a backup (or a point in time) of src into a new database o.Into, which gets
+// src's version, storage and plan, credentials of its own, its own backup volume and daily
+// backup. src is only read: its repository's part for src is copied to the new database's
+// backup volume, and the restore runs there. Anything that fails after the new database exists
+// deletes it again, so that the same command can simply be retried.
+func runInto(ctx context.Context, o *Options, src *backup.Target, restore []string, res Result, start time.Time) error {
+	c := src.Client
+	scope := cmdutil.ScopeOf(c, o.Into)
+	switch err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Into); {
+	case err == nil:
+		return (&cmdutil.Error{Code: cmdutil.ExitConflict, Err: fmt.Errorf("database %s already exists in namespace %s", o.Into, c.Namespace)}).
+			WithHint("restore into a new name, or restore %s in place (without --into)", o.Into)
+	case !errors.As(err, new(*kube.NotFoundError)):
+		return cmdutil.KubeError(err, scope)
+	}
+
+	co := &create.Options{
+		IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin, Now: o.Now,
+		Name: o.Into, Version: src.Version, Storage: src.Storage, Plan: src.Plan.Name,
+		Timeout: 10 * time.Minute, DNSZone: o.DNSZone, ImageRepository: o.ImageRepository,
+		BackupAt: kube.DefaultBackupAt, BackupImage: o.BackupImage,
+	}
+	if err := co.Validate(); err != nil {
+		return fmt.Errorf("the spec of %s: %w", src.Name, err)
+	}
+	if _, err := create.Provision(ctx, co); err != nil {
+		return err
+	}
+
+	err := restoreInto(ctx, o, src, restore)
+	if err != nil {
+		// Leave nothing half-made behind; src was never touched.
+		_, derr := kube.Delete(context.WithoutCancel(ctx), c.Clientset, c.Namespace, o.Into, true)
+		state := fmt.Sprintf("%s is unchanged and %s was deleted again", src.Name, o.Into)
+		if derr != nil {
+			state = fmt.Sprintf("%s is unchanged; delete the half-made %s with `stackblaze db delete %s --delete-data --yes` (%v)", src.Name, o.Into, o.Into, derr)
+		}
+		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("restore %s into %s: %w", src.Name, o.Into, err)}).
+			WithHint("%s; retry with the same command", state)
+	}
+	res.Into = o.Into
+	res.Duration = o.Now().Sub(start).Seconds()
+	if o.IO.IsJSON() {
+		return output.JSON(o.IO.Out, res)
+	}
+	what := res.Backup
+	if what == "" {
+		what = res.Target.Format(time.RFC3339)
+	}
+	fmt.Fprintf(o.IO.Out, "Restored %s at %s into the new database %s; %s keeps running.\n", src.Name, what, o.Into, src.Name)
+	fmt.Fprintf(o.IO.Out, "Its credentials are in Secret %s.\n", kube.CredentialsSecretName(o.Into))
+	return nil
+}
+
+// restoreInto does the restore itself once the new database runs.
+func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []string) error {
+	c := src.Client
+	dst := &backup.Target{Client: c, Name: o.Into, Plan: src.Plan, Config: kube.BackupConfig(o.Into)}
+	prog := o.IO.NewProgress(o.Now)
+	defer prog.Stop()
+
+	prog.Start("Copying the backups of %s to %s", src.Name, o.Into)
+	if err := copyStanza(ctx, c, src.Name, o.Into); err != nil {
+		return err
+	}
+	prog.Done("Backups of %s copied to the backup volume of %s", src.Name, o.Into)
+
+	prog.Start("Restoring into %s", o.Into)
+	if _, err := dst.Run(ctx, src.Config.RestoreInPod(restore)); err != nil {
+		return err
+	}
+	// The new database's own stanza (if any) describes data that is about to go: a new one is
+	// created for the restored data once it runs.
+	if _, err := dst.Run(ctx, bk.DropStanzaInPod(o.Into)); err != nil {
+		return err
+	}
+	if err := swap(ctx, dst, o.Now().UTC().Format("20060102150405")); err != nil {
+		return err
+	}
+	if err := restartAndWait(ctx, dst); err != nil {
+		return fmt.Errorf("the restored data did not start: %w", err)
+	}
+	prog.Done("Restored data of %s recovered in %s", src.Name, o.Into)
+
+	prog.Start("Giving %s its own roles and credentials", o.Into)
+	if err := adopt(ctx, c, src.Name, o.Into); err != nil {
+		return err
+	}
+	for _, argv := range [][]string{bk.DropStanzaInPod(src.Name), bk.CleanupInPod(), dst.Config.InPod(bk.StanzaCreate())} {
+		if _, err := dst.Run(ctx, argv); err != nil {
+			return err
+		}
+	}
+	creds, err := kube.ReadCredentials(ctx, c.Clientset, c.Namespace, o.Into)
+	if err != nil {
+		return err
+	}
+	co := &create.Options{OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin}
+	if err := create.VerifyLogin(ctx, co, c, kube.Spec{Name: o.Into, Namespace: c.Namespace}, creds); err != nil {
+		return err
+	}
+	prog.Done("Login as %s to %s works (through a port-forward)", creds.Username, o.Into)
+	return nil
+}
+
+// copyStanza streams the source's part of its repository (backups and archived WAL) from its
+// pod to the new database's backup volume: two execs joined by a pipe.
+func copyStanza(ctx context.Context, c *kube.Client, src, dst string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	packErr := make(chan error, 1)
+	go func() {
+		var stderr bytes.Buffer
+		err := kube.Exec(ctx, c, c.Namespace, kube.PodName(src), bk.PackStanzaInPod(src), nil, pw, &stderr)
+		if err != nil {
+			err = &kube.ExecError{Command: "tar (reading the backups of " + src + ")", Err: err, Stderr: stderr.String()}
+			// The receiving side may wait for more input that never comes: stop it.
+			cancel()
+		}
+		_ = pw.CloseWithError(err)
+		packErr <- err
+	}()
+	var stderr bytes.Buffer
+	err := kube.Exec(ctx, c, c.Namespace, kube.PodName(dst), bk.UnpackStanzaInPod(src), pr, io.Discard, &stderr)
+	_ = pr.Close()
+	perr := <-packErr
+	switch {
+	case perr != nil && (err == nil || ctx.Err() != nil):
+		return perr
+	case err != nil:
+		return &kube.ExecError{Command: "tar (writing the backups of " + src + ")", Err: err, Stderr: stderr.String()}
+	}
+	return nil
+}
+
+// adopt renames the source's roles and database in the restored data to the new database's, and
+// sets the new database's passwords (as SCRAM verifiers, through psql's stdin in the pod).
+func adopt(ctx context.Context, c *kube.Client, src, dst string) error {
+	srcCreds, err := kube.ReadCredentials(ctx, c.Clientset, c.Namespace, src)
+	if err != nil {
+		return err
+	}
+	creds, err := kube.ReadCredentials(ctx, c.Clientset, c.Namespace, dst)
+	if err != nil {
+		return err
+	}
+	super, err := kube.ReadSuperuserPassword(ctx, c.Clientset, c.Namespace, dst)
+	if err != nil {
+		return err
+	}
+	a := pg.Adoption{
+		FromOwner: kube.RoleName(src), FromAlt: kube.AltRoleName(src), FromDatabase: srcCreds.Database,
+		Owner: kube.RoleName(dst), Alt: kube.AltRoleName(dst), Database: creds.Database,
+		Login: creds.Username, Superuser: "postgres",
+	}
+	if a.LoginVerifier, err = pg.ScramVerifier(creds.Password); err != nil {
+		return err
+	}
+	if a.SuperuserVerifier, err = pg.ScramVerifier(super); err != nil {
+		return err
+	}
+	sql, err := a.SQL()
+	if err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	argv := []string{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse", "-d", "postgres", "-f", "-"}
+	if err := kube.Exec(ctx, c, c.Namespace, kube.PodName(dst), argv, strings.NewReader(sql), io.Discard, &stderr); err != nil {
+		return &kube.ExecError{Command: "psql (renaming the roles of " + src + ")", Err: err, Stderr: stderr.String()}
+	}
+	return nil
+}
