@@ -19,6 +19,7 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db"
 	"github.com/stackblaze/stackblaze/internal/commands/exitcodes"
 	"github.com/stackblaze/stackblaze/internal/commands/version"
+	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
 )
@@ -26,11 +27,12 @@ import (
 // NewFactory returns the production Factory for these streams.
 func NewFactory(ios *output.IOStreams) *cmdutil.Factory {
 	f := &cmdutil.Factory{
-		IO:         ios,
-		Now:        time.Now,
-		CheckLogin: pg.CheckLogin,
-		OpenTunnel: openTunnel,
-		Version:    buildInfo(),
+		IO:          ios,
+		Now:         time.Now,
+		CheckLogin:  pg.CheckLogin,
+		InitBackups: kube.InitBackupRepository,
+		OpenTunnel:  openTunnel,
+		Version:     buildInfo(),
 	}
 	f.Kube = cmdutil.KubeFromConfig(f, "stackblaze/"+f.Version.Version)
 	return f

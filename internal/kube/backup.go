@@ -31,6 +31,14 @@ func BackupConfig(name string) backup.Config {
 	return backup.Config{Stanza: name, PGDataPath: PGDATA, RepoPath: BackupMountPath + "/repo", LockPath: BackupMountPath + "/lock"}
 }
 
+// InitBackupRepository creates the database's stanza in its repository (pgBackRest's
+// stanza-create, run in the pod; idempotent), so that WAL is archived from the start rather than
+// from the first backup.
+func InitBackupRepository(ctx context.Context, c *Client, name string) error {
+	_, err := ExecOutput(ctx, c, c.Namespace, PodName(name), BackupConfig(name).InPod(backup.StanzaCreate()))
+	return err
+}
+
 // backupEnv is the container's pgBackRest configuration as PGBACKREST_* variables: the server
 // inherits them for archive_command, and the commands run in the pod read them.
 func backupEnv(name string) []*corev1ac.EnvVarApplyConfiguration {

@@ -59,6 +59,7 @@ func New(t testing.TB, tty bool, cs kubernetes.Interface, ns string) *Env {
 			return FakeTunnel{}, nil
 		},
 		CheckLogin:    func(context.Context, pg.Login) error { return nil },
+		InitBackups:   func(context.Context, *kube.Client, string) error { return nil },
 		ConfigSources: cmdutil.ConfigSources{UserFile: filepath.Join(dir, "none.yaml"), Dir: dir},
 		Version:       cmdutil.BuildInfo{Version: "v0.0.0-test", GoVersion: "go1.26", Platform: "linux/amd64"},
 	}

@@ -37,6 +37,8 @@ type Factory struct {
 	OpenTunnel TunnelOpener
 	// CheckLogin checks that a login works; tests replace it.
 	CheckLogin func(ctx context.Context, l pg.Login) error
+	// InitBackups prepares a new database's backup repository (in its pod); tests replace it.
+	InitBackups func(ctx context.Context, c *kube.Client, name string) error
 
 	// ConfigSources says where to read the config files from; tests point it elsewhere.
 	ConfigSources ConfigSources

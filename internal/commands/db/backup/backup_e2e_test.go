@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -58,6 +59,15 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 	psql("create table t (i int)")
 	psql("insert into t select generate_series(1, 10)")
 	asApp("bk", "create table app_t (i int); insert into app_t values (1)")
+	// create prepared the repository: WAL is archived before any backup was taken.
+	psql("select pg_switch_wal()")
+	deadline := time.Now().Add(60 * time.Second)
+	for psql("select archived_count > 0 from pg_stat_archiver") != "t" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no WAL archived after create: %s", psql("select last_failed_wal, last_failed_time from pg_stat_archiver"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 
 	c := must("db", "backup", "create", "bk", "-o", "json")
 	var created struct {

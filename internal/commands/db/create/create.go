@@ -19,11 +19,12 @@ import (
 
 // Options are the inputs of create.
 type Options struct {
-	IO         *output.IOStreams
-	Kube       func() (*kube.Client, error)
-	OpenTunnel cmdutil.TunnelOpener
-	CheckLogin func(context.Context, pg.Login) error
-	Now        func() time.Time
+	IO          *output.IOStreams
+	Kube        func() (*kube.Client, error)
+	OpenTunnel  cmdutil.TunnelOpener
+	CheckLogin  func(context.Context, pg.Login) error
+	InitBackups func(ctx context.Context, c *kube.Client, name string) error
+	Now         func() time.Time
 
 	Name    string
 	Version string
@@ -49,7 +50,7 @@ type Options struct {
 
 // NewCmdCreate builds the command.
 func NewCmdCreate(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Kube: f.Kube, OpenTunnel: f.OpenTunnel, CheckLogin: f.CheckLogin, Now: f.Now}
+	opts := &Options{IO: f.IO, Kube: f.Kube, OpenTunnel: f.OpenTunnel, CheckLogin: f.CheckLogin, InitBackups: f.InitBackups, Now: f.Now}
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "create NAME",
@@ -284,6 +285,15 @@ func Provision(ctx context.Context, o *Options) (*Result, error) {
 	}
 	prog.Done("Login as %s works (through a port-forward)", creds.Username)
 	res.Ready = true
+	if o.InitBackups != nil {
+		prog.Start("Preparing the backup repository")
+		if err := o.InitBackups(wctx, c, spec.Name); err != nil {
+			// The database works; the first backup prepares the repository again.
+			prog.Warn("the backup repository is not ready yet (%v); the first backup will prepare it", err)
+		} else {
+			prog.Done("Backups: daily, WAL archived to the backup volume")
+		}
+	}
 	return res, nil
 }
 
