@@ -29,7 +29,7 @@ var ExitCodes = []ExitCodeDoc{
 	{ExitNotFound, "not-found", "the database (or another named object) does not exist in the namespace"},
 	{ExitForbidden, "forbidden", "the cluster refused the credentials or the action (RBAC, expired token)"},
 	{ExitUnreachable, "unreachable", "the cluster could not be reached (wrong server, refused, unknown host)"},
-	{ExitConflict, "conflict", "the database exists with a different spec (version, storage, plan), or attach would replace a variable set by something else"},
+	{ExitConflict, "conflict", "the database exists with a different spec (version, storage, plan), restore --into names a database that exists, or attach would replace a variable set by something else"},
 	{ExitTimeout, "timeout", "a wait (--timeout) ran out before the database was ready"},
 	{ExitLockHeld, "lock-held", "another run holds the database's lock (migrate --no-wait, rotate-credentials past --lock-timeout)"},
 	{ExitInterrupted, "interrupted", "interrupted by Ctrl-C (SIGINT) or SIGTERM"},
