@@ -266,17 +266,12 @@ func metadataOps(meta *metav1.ObjectMeta, annotation, annotationValue, label str
 // touches only our entries and never races another writer.
 func Attach(ctx context.Context, cs kubernetes.Interface, ns, db string, w WorkloadRef, env string, overwrite bool) (*AttachResult, error) {
 	res := &AttachResult{Database: db, Workload: w, Env: []string{env}, Secret: CredentialsSecretName(db)}
-	for attempt := 0; ; attempt++ {
-		wl, err := getWorkload(ctx, cs, ns, w)
-		if err != nil {
-			return nil, err
-		}
+	entry := corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: CredentialsSecretName(db)}, Key: URLKey}}}
+	changed, err := patchGuarded(ctx, cs, ns, w, func(wl *workload) ([]patchOp, error) {
 		res.Containers, res.Replaced = nil, nil
-		ops := []patchOp{{Op: "test", Path: "/metadata/resourceVersion", Value: wl.meta.ResourceVersion}}
-		entry := corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: CredentialsSecretName(db)}, Key: URLKey}}}
-		containers := wl.template.Spec.Containers
-		for i, c := range containers {
+		var ops []patchOp
+		for i, c := range wl.template.Spec.Containers {
 			res.Containers = append(res.Containers, c.Name)
 			base := fmt.Sprintf("/spec/template/spec/containers/%d/env", i)
 			idx := -1
@@ -299,17 +294,33 @@ func Attach(ctx context.Context, cs kubernetes.Interface, ns, db string, w Workl
 			}
 		}
 		entries := append(ParseAttachments(wl.meta.Annotations[AnnotationAttached]), [2]string{db, env})
-		ops = append(ops, metadataOps(wl.meta, AnnotationAttached, formatAttachments(entries), AttachedLabel(db), true)...)
-		if len(ops) == 1 {
-			return res, nil
-		}
-		done, err := applyJSONPatch(ctx, cs, ns, w, ops, attempt)
+		return append(ops, metadataOps(wl.meta, AnnotationAttached, formatAttachments(entries), AttachedLabel(db), true)...), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Changed = changed
+	return res, nil
+}
+
+// patchGuarded reads the workload, lets build describe the change as JSON-patch operations, and
+// applies them guarded by the resourceVersion it read (a "test" operation), reading again when
+// another writer got there first. It reports whether anything changed; no operations means
+// there was nothing to do.
+func patchGuarded(ctx context.Context, cs kubernetes.Interface, ns string, w WorkloadRef, build func(*workload) ([]patchOp, error)) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		wl, err := getWorkload(ctx, cs, ns, w)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		if done {
-			res.Changed = true
-			return res, nil
+		ops, err := build(wl)
+		if err != nil || len(ops) == 0 {
+			return false, err
+		}
+		ops = append([]patchOp{{Op: "test", Path: "/metadata/resourceVersion", Value: wl.meta.ResourceVersion}}, ops...)
+		done, err := applyJSONPatch(ctx, cs, ns, w, ops, attempt)
+		if err != nil || done {
+			return done, err
 		}
 	}
 }
@@ -339,11 +350,7 @@ func applyJSONPatch(ctx context.Context, cs kubernetes.Interface, ns string, w W
 // same name from another source is left alone.
 func Detach(ctx context.Context, cs kubernetes.Interface, ns, db string, w WorkloadRef, env string) (*AttachResult, error) {
 	res := &AttachResult{Database: db, Workload: w, Secret: CredentialsSecretName(db)}
-	for attempt := 0; ; attempt++ {
-		wl, err := getWorkload(ctx, cs, ns, w)
-		if err != nil {
-			return nil, err
-		}
+	changed, err := patchGuarded(ctx, cs, ns, w, func(wl *workload) ([]patchOp, error) {
 		res.Containers = nil
 		all := ParseAttachments(wl.meta.Annotations[AnnotationAttached])
 		names := map[string]bool{}
@@ -361,7 +368,7 @@ func Detach(ctx context.Context, cs kubernetes.Interface, ns, db string, w Workl
 			names[DefaultEnv] = true
 		}
 		res.Env = sortedKeys(names)
-		ops := []patchOp{{Op: "test", Path: "/metadata/resourceVersion", Value: wl.meta.ResourceVersion}}
+		var ops []patchOp
 		for i, c := range wl.template.Spec.Containers {
 			removed := false
 			// Highest index first, so that earlier indexes stay valid.
@@ -381,19 +388,13 @@ func Detach(ctx context.Context, cs kubernetes.Interface, ns, db string, w Workl
 				stillAttached = true
 			}
 		}
-		ops = append(ops, metadataOps(wl.meta, AnnotationAttached, formatAttachments(keep), AttachedLabel(db), stillAttached)...)
-		if len(ops) == 1 {
-			return res, nil
-		}
-		done, err := applyJSONPatch(ctx, cs, ns, w, ops, attempt)
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			res.Changed = true
-			return res, nil
-		}
+		return append(ops, metadataOps(wl.meta, AnnotationAttached, formatAttachments(keep), AttachedLabel(db), stillAttached)...), nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	res.Changed = changed
+	return res, nil
 }
 
 func sortedKeys(m map[string]bool) []string {
