@@ -63,11 +63,7 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)
 	}
-	what := res.Backup
-	if what == "" {
-		what = res.Target.Format(time.RFC3339)
-	}
-	fmt.Fprintf(o.IO.Out, "Restored %s at %s into the new database %s; %s keeps running.\n", src.Name, what, o.Into, src.Name)
+	fmt.Fprintf(o.IO.Out, "Restored %s at %s into the new database %s; %s keeps running.\n", src.Name, res.point(), o.Into, src.Name)
 	fmt.Fprintf(o.IO.Out, "Its credentials are in Secret %s.\n", kube.CredentialsSecretName(o.Into))
 	return nil
 }

@@ -122,6 +122,14 @@ type Result struct {
 	Duration     float64   `json:"durationSeconds"`
 }
 
+// point is what was restored: the backup's ID, or the time.
+func (r Result) point() string {
+	if r.Backup != "" {
+		return r.Backup
+	}
+	return r.Target.Format(time.RFC3339)
+}
+
 func run(ctx context.Context, o *Options) error {
 	t, err := backup.Resolve(ctx, o.Kube, o.Name)
 	if err != nil {
@@ -213,11 +221,7 @@ func run(ctx context.Context, o *Options) error {
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)
 	}
-	what := res.Backup
-	if what == "" {
-		what = res.Target.Format(time.RFC3339)
-	}
-	fmt.Fprintf(o.IO.Out, "Restored %s to %s (safety backup %s)\n", o.Name, what, res.SafetyBackup)
+	fmt.Fprintf(o.IO.Out, "Restored %s to %s (safety backup %s)\n", o.Name, res.point(), res.SafetyBackup)
 	return nil
 }
 
