@@ -2,6 +2,7 @@ package backup
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,11 +27,15 @@ type S3 struct {
 	Bucket   string `json:"bucket"`
 	Endpoint string `json:"endpoint"`
 	Region   string `json:"region"`
-	// Path is the repository's path in the bucket; each database needs its own.
+	// Path is the repository's path in the bucket; databases sharing it are told apart by
+	// their stanzas.
 	Path string `json:"path"`
 	// URIStyle is "host" (the default) or "path" (MinIO and most self-hosted stores).
 	URIStyle   string `json:"uriStyle,omitempty"`
 	SecretName string `json:"secretName"`
+	// CAFile is a CA certificate (in the container) to check the endpoint's with, for a
+	// store whose certificate no public CA signed; empty: the image's CA bundle.
+	CAFile string `json:"caFile,omitempty"`
 }
 
 // S3 Secret keys.
@@ -108,13 +113,23 @@ func (c Config) Options() []Option {
 		if uri == "" {
 			uri = "host"
 		}
+		host, port := s.Endpoint, ""
+		if h, p, err := net.SplitHostPort(s.Endpoint); err == nil {
+			host, port = h, p
+		}
 		o = append(o,
 			Option{"repo1-type", "s3"},
 			Option{"repo1-s3-bucket", s.Bucket},
-			Option{"repo1-s3-endpoint", s.Endpoint},
+			Option{"repo1-s3-endpoint", host},
 			Option{"repo1-s3-region", s.Region},
 			Option{"repo1-s3-uri-style", uri},
 		)
+		if port != "" {
+			o = append(o, Option{"repo1-storage-port", port})
+		}
+		if s.CAFile != "" {
+			o = append(o, Option{"repo1-storage-ca-file", s.CAFile})
+		}
 		for i := range o {
 			if o[i].Name == "repo1-path" {
 				o[i].Value = s.Path

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -39,11 +40,31 @@ func InitBackupRepository(ctx context.Context, c *Client, name string) error {
 	return err
 }
 
+// S3CAMountPath is where the CA of an S3 store is mounted (from Spec.S3.CAConfigMap).
+const S3CAMountPath = "/etc/stackblaze/s3-ca"
+
+// BackupConfigFor is the pgBackRest configuration of a database as create writes it: on its
+// backup volume, or in the bucket of s.S3 (and then with its lock files in /tmp).
+func BackupConfigFor(s Spec) backup.Config {
+	c := BackupConfig(s.Name)
+	if s.S3 == nil {
+		return c
+	}
+	c.LockPath = "/tmp/pgbackrest"
+	c.RepoPath = path.Join("/", s.S3.Prefix, s.Namespace)
+	c.S3 = &backup.S3{Bucket: s.S3.Bucket, Endpoint: s.S3.Endpoint, Region: s.S3.Region, URIStyle: s.S3.URIStyle,
+		Path: c.RepoPath, SecretName: s.S3.Secret}
+	if s.S3.CAConfigMap != "" {
+		c.S3.CAFile = S3CAMountPath + "/ca.crt"
+	}
+	return c
+}
+
 // backupEnv is the container's pgBackRest configuration as PGBACKREST_* variables: the server
 // inherits them for archive_command, and the commands run in the pod read them.
-func backupEnv(name string) []*corev1ac.EnvVarApplyConfiguration {
+func backupEnv(s Spec) []*corev1ac.EnvVarApplyConfiguration {
 	var out []*corev1ac.EnvVarApplyConfiguration
-	for _, e := range backup.SortedEnv(BackupConfig(name).Env()) {
+	for _, e := range backup.SortedEnv(BackupConfigFor(s).Env()) {
 		v := corev1ac.EnvVar().WithName(e.Name)
 		if e.SecretName != "" {
 			v.WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(e.SecretName).WithKey(e.SecretKey)))

@@ -215,7 +215,7 @@ func BuildObjects(s Spec, c Credentials, replicas int32) Objects {
 				WithWhenDeleted(appsv1.RetainPersistentVolumeClaimRetentionPolicyType).
 				WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)).
 			WithTemplate(podTemplate(s)).
-			WithVolumeClaimTemplates(volumeClaimTemplate(s, "data", s.Storage), volumeClaimTemplate(s, "backup", BackupStorage(s.Storage))))
+			WithVolumeClaimTemplates(claimTemplates(s)...))
 
 	return Objects{
 		SuperuserSecret:   superuser,
@@ -226,6 +226,15 @@ func BuildObjects(s Spec, c Credentials, replicas int32) Objects {
 		NetworkPolicy:     np,
 		StatefulSet:       sts,
 	}
+}
+
+// claimTemplates are the data volume and, unless the backups go to S3, the backup volume.
+func claimTemplates(s Spec) []*corev1ac.PersistentVolumeClaimApplyConfiguration {
+	t := []*corev1ac.PersistentVolumeClaimApplyConfiguration{volumeClaimTemplate(s, "data", s.Storage)}
+	if s.S3 == nil {
+		t = append(t, volumeClaimTemplate(s, "backup", BackupStorage(s.Storage)))
+	}
+	return t
 }
 
 func volumeClaimTemplate(s Spec, name string, size resource.Quantity) *corev1ac.PersistentVolumeClaimApplyConfiguration {
@@ -258,6 +267,25 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 	}
 	isReady := corev1ac.ExecAction().WithCommand("pg_isready", "--host=127.0.0.1", "--port=5432", "--username=postgres", "--dbname=postgres")
 	shm := resource.MustParse(p.SharedMemory)
+	mounts := []*corev1ac.VolumeMountApplyConfiguration{
+		corev1ac.VolumeMount().WithName("data").WithMountPath(DataMountPath),
+		corev1ac.VolumeMount().WithName("init").WithMountPath(InitMountPath).WithReadOnly(true),
+		corev1ac.VolumeMount().WithName("shm").WithMountPath("/dev/shm"),
+	}
+	volumes := []*corev1ac.VolumeApplyConfiguration{
+		corev1ac.Volume().WithName("init").WithConfigMap(corev1ac.ConfigMapVolumeSource().
+			WithName(InitConfigMapName(name))),
+		corev1ac.Volume().WithName("shm").WithEmptyDir(corev1ac.EmptyDirVolumeSource().
+			WithMedium(corev1.StorageMediumMemory).WithSizeLimit(shm)),
+	}
+	switch {
+	case s.S3 == nil:
+		mounts = append(mounts, corev1ac.VolumeMount().WithName("backup").WithMountPath(BackupMountPath))
+	case s.S3.CAConfigMap != "":
+		mounts = append(mounts, corev1ac.VolumeMount().WithName("s3-ca").WithMountPath(S3CAMountPath).WithReadOnly(true))
+		volumes = append(volumes, corev1ac.Volume().WithName("s3-ca").WithConfigMap(corev1ac.ConfigMapVolumeSource().
+			WithName(s.S3.CAConfigMap)))
+	}
 
 	container := corev1ac.Container().
 		WithName("postgres").
@@ -275,7 +303,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 			secretEnv("APP_USER", CredentialsSecretName(name), "username"),
 			secretEnv("APP_PASSWORD", CredentialsSecretName(name), "password"),
 			secretEnv("APP_DATABASE", CredentialsSecretName(name), "database"),
-		}, backupEnv(name)...)...).
+		}, backupEnv(s)...)...).
 		WithResources(corev1ac.ResourceRequirements().
 			WithRequests(corev1.ResourceList{
 				corev1.ResourceCPU:    resource.MustParse(p.CPURequest),
@@ -285,12 +313,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 				corev1.ResourceCPU:    resource.MustParse(p.CPULimit),
 				corev1.ResourceMemory: resource.MustParse(p.MemoryLimit),
 			})).
-		WithVolumeMounts(
-			corev1ac.VolumeMount().WithName("data").WithMountPath(DataMountPath),
-			corev1ac.VolumeMount().WithName("backup").WithMountPath(BackupMountPath),
-			corev1ac.VolumeMount().WithName("init").WithMountPath(InitMountPath).WithReadOnly(true),
-			corev1ac.VolumeMount().WithName("shm").WithMountPath("/dev/shm"),
-		).
+		WithVolumeMounts(mounts...).
 		WithStartupProbe(corev1ac.Probe().WithExec(isReady).
 			// up to 10 minutes of crash recovery before the liveness probe takes over
 			WithPeriodSeconds(5).WithFailureThreshold(120).WithTimeoutSeconds(5)).
@@ -320,12 +343,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 				WithFSGroupChangePolicy(corev1.FSGroupChangeOnRootMismatch).
 				WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 			WithContainers(container).
-			WithVolumes(
-				corev1ac.Volume().WithName("init").WithConfigMap(corev1ac.ConfigMapVolumeSource().
-					WithName(InitConfigMapName(name))),
-				corev1ac.Volume().WithName("shm").WithEmptyDir(corev1ac.EmptyDirVolumeSource().
-					WithMedium(corev1.StorageMediumMemory).WithSizeLimit(shm)),
-			))
+			WithVolumes(volumes...))
 }
 
 type (

@@ -147,6 +147,27 @@ type Spec struct {
 	ImageRepository string
 	// DNSZone, when set, makes the host NAME.<zone> instead of NAME.NS.svc.cluster.local.
 	DNSZone string
+	// S3, when set, keeps the backups in a bucket instead of on a backup volume.
+	S3 *S3Settings
+}
+
+// S3Settings say where backups go when they do not stay on the database's backup volume: an
+// S3-compatible bucket (the backup_s3_* settings). The databases of one namespace share one
+// repository path in it, <Prefix>/<namespace>, one pgBackRest stanza each.
+type S3Settings struct {
+	Bucket string
+	// Endpoint is the store's host, with ":port" when it is not 443.
+	Endpoint string
+	Region   string
+	// URIStyle is host (the default) or path.
+	URIStyle string
+	Prefix   string
+	// Secret names the Secret in the namespace that holds AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY.
+	Secret string
+	// CAConfigMap, when set, names a ConfigMap in the namespace whose key ca.crt signs the
+	// endpoint's certificate.
+	CAConfigMap string
 }
 
 // Image is the container image.

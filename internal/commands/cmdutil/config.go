@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/stackblaze/stackblaze/internal/kube"
 )
 
 // Config is the one typed configuration every command reads. Root fills it once from flags,
@@ -26,6 +28,14 @@ type Config struct {
 	ImageRepository string `mapstructure:"image_repository"`
 	// Database is the default database for commands whose NAME is optional (migrate).
 	Database string `mapstructure:"database"`
+	// Backups in an S3-compatible bucket instead of on each database's backup volume.
+	BackupS3Bucket      string `mapstructure:"backup_s3_bucket"`
+	BackupS3Endpoint    string `mapstructure:"backup_s3_endpoint"`
+	BackupS3Region      string `mapstructure:"backup_s3_region"`
+	BackupS3URIStyle    string `mapstructure:"backup_s3_uri_style"`
+	BackupS3Prefix      string `mapstructure:"backup_s3_prefix"`
+	BackupS3Secret      string `mapstructure:"backup_s3_secret"`
+	BackupS3CAConfigMap string `mapstructure:"backup_s3_ca_configmap"`
 
 	// Files lists the config files that were read, lowest precedence first.
 	Files []string `mapstructure:"-"`
@@ -54,6 +64,13 @@ var ConfigKeys = []ConfigKey{
 	{Key: "dns_zone", Flag: "dns-zone", Default: "", Help: "internal DNS zone for database hosts (NAME.<zone> instead of NAME.NS.svc.cluster.local)"},
 	{Key: "image_repository", Flag: "", Default: "postgres", Help: "PostgreSQL image repository; the tag is the major version"},
 	{Key: "database", Flag: "", Default: "", Help: "default database name for commands where NAME is optional"},
+	{Key: "backup_s3_bucket", Flag: "", Default: "", Help: "keep backups in this S3-compatible bucket instead of on each database's backup volume (applies to databases created afterwards)"},
+	{Key: "backup_s3_endpoint", Flag: "", Default: "", Help: "the S3 store's host, with :port when not 443 (required with backup_s3_bucket)"},
+	{Key: "backup_s3_region", Flag: "", Default: "us-east-1", Help: "the bucket's region"},
+	{Key: "backup_s3_uri_style", Flag: "", Default: "host", Help: "host (bucket.endpoint) or path (endpoint/bucket, most self-hosted stores)"},
+	{Key: "backup_s3_prefix", Flag: "", Default: "stackblaze", Help: "path in the bucket; each namespace's databases share <prefix>/<namespace>"},
+	{Key: "backup_s3_secret", Flag: "", Default: "stackblaze-backup-s3", Help: "Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
+	{Key: "backup_s3_ca_configmap", Flag: "", Default: "", Help: "ConfigMap in the namespace whose ca.crt signs the store's certificate (when no public CA does)"},
 }
 
 // ConfigSources are where LoadConfig looks, so that tests can point them elsewhere.
@@ -142,6 +159,12 @@ func LoadConfig(flags *pflag.FlagSet, src ConfigSources) (*Config, error) {
 	if cfg.ImageRepository == "" {
 		cfg.ImageRepository = "postgres"
 	}
+	if cfg.BackupS3Bucket != "" && cfg.BackupS3Endpoint == "" {
+		return nil, UsageErrorf("backup_s3_bucket is set but backup_s3_endpoint is not: name the S3 store's host (and :port when not 443)")
+	}
+	if st := cfg.BackupS3URIStyle; st != "host" && st != "path" {
+		return nil, UsageErrorf("backup_s3_uri_style %q is not supported: use host or path", st)
+	}
 	return cfg, nil
 }
 
@@ -149,4 +172,13 @@ func LoadConfig(flags *pflag.FlagSet, src ConfigSources) (*Config, error) {
 func (c *Config) String() string {
 	return fmt.Sprintf("kubeconfig=%q context=%q namespace=%q output=%s dns_zone=%q image_repository=%q files=%v",
 		c.Kubeconfig, c.Context, c.Namespace, c.Output, c.DNSZone, c.ImageRepository, c.Files)
+}
+
+// BackupS3 is the S3 setting for new databases; nil when backups stay on the backup volumes.
+func (c *Config) BackupS3() *kube.S3Settings {
+	if c == nil || c.BackupS3Bucket == "" {
+		return nil
+	}
+	return &kube.S3Settings{Bucket: c.BackupS3Bucket, Endpoint: c.BackupS3Endpoint, Region: c.BackupS3Region,
+		URIStyle: c.BackupS3URIStyle, Prefix: c.BackupS3Prefix, Secret: c.BackupS3Secret, CAConfigMap: c.BackupS3CAConfigMap}
 }

@@ -63,9 +63,11 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) (*server, error) {
 	if err := mkdirOwned(sockDir, r.cfg.UID, r.cfg.GID, 0o700); err != nil {
 		return nil, err
 	}
-	// Every claim is mounted writable for the server's user, as fsGroup makes it in a pod.
+	// Every claim is mounted writable for the server's user, as fsGroup makes it in a pod; the
+	// files of ConfigMap and Secret volumes are written where commands run for the pod find them.
 	for _, m := range c.VolumeMounts {
-		if v := findVolume(pod, m.Name); v == nil || v.PersistentVolumeClaim == nil {
+		v := findVolume(pod, m.Name)
+		if v == nil || (v.PersistentVolumeClaim == nil && v.ConfigMap == nil && v.Secret == nil) {
 			continue
 		}
 		hp, err := r.hostPath(ctx, pod, c, path.Clean(m.MountPath))
@@ -74,6 +76,22 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) (*server, error) {
 		}
 		if err := mkdirOwned(hp, r.cfg.UID, r.cfg.GID, 0o755); err != nil {
 			return nil, err
+		}
+		if v.PersistentVolumeClaim != nil {
+			continue
+		}
+		files, err := r.volumeFiles(ctx, pod, c, m.MountPath)
+		if err != nil {
+			return nil, err
+		}
+		for name, data := range files {
+			f := filepath.Join(hp, filepath.Base(name))
+			if err := os.WriteFile(f, data, 0o600); err != nil {
+				return nil, err
+			}
+			if err := os.Chown(f, int(r.cfg.UID), int(r.cfg.GID)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := mkdirOwned(filepath.Dir(dataDir), r.cfg.UID, r.cfg.GID, 0o755); err != nil {

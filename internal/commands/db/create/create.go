@@ -35,6 +35,8 @@ type Options struct {
 
 	DNSZone         string
 	ImageRepository string
+	// S3, when set, keeps the new database's backups in a bucket (the backup_s3_* settings).
+	S3 *kube.S3Settings
 
 	// BackupAt is the daily backup's time (HH:MM, UTC); BackupAtSet says the flag was given,
 	// so that running create again does not move a schedule set with `db backup schedule`.
@@ -82,6 +84,7 @@ stackblaze db create mydb --no-wait -o json`),
 			if f.Config != nil {
 				opts.DNSZone = f.Config.DNSZone
 				opts.ImageRepository = f.Config.ImageRepository
+				opts.S3 = f.Config.BackupS3()
 			}
 			opts.BackupAtSet = cmd.Flags().Changed("backup-at")
 			opts.BackupImage = kube.BackupImage(f.Version.Version)
@@ -152,6 +155,7 @@ func (o *Options) Validate() error {
 		Plan:            plan,
 		ImageRepository: o.ImageRepository,
 		DNSZone:         o.DNSZone,
+		S3:              o.S3,
 	}
 	return nil
 }

@@ -34,11 +34,31 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 		return cmdutil.KubeError(err, scope)
 	}
 
+	// The new database must keep its backups where the source's are: on a volume of its own (and
+	// then the source's are copied there), or in the same bucket and path (one stanza each).
+	want := kube.BackupConfigFor(kube.Spec{Name: o.Into, Namespace: c.Namespace, S3: o.S3})
+	srcS3 := src.Repo.Type == "s3"
+	if srcS3 != (want.S3 != nil) || (srcS3 && (want.S3.Bucket != src.Repo.Bucket || want.RepoPath != src.Repo.Path)) {
+		where := func(s3 bool, bucket, path string) string {
+			if !s3 {
+				return "on its backup volume"
+			}
+			return fmt.Sprintf("in bucket %s at %s", bucket, path)
+		}
+		var wantBucket string
+		if want.S3 != nil {
+			wantBucket = want.S3.Bucket
+		}
+		return cmdutil.UsageErrorf("the backups of %s are %s, but a new database would keep its backups %s",
+			src.Name, where(srcS3, src.Repo.Bucket, src.Repo.Path), where(want.S3 != nil, wantBucket, want.RepoPath)).
+			WithHint("restore --into with the backup_s3_* settings %s was created with", src.Name)
+	}
+
 	co := &create.Options{
 		IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin, Now: o.Now,
 		Name: o.Into, Version: src.Version, Storage: src.Storage, Plan: src.Plan.Name,
 		Timeout: 10 * time.Minute, DNSZone: o.DNSZone, ImageRepository: o.ImageRepository,
-		BackupAt: kube.DefaultBackupAt, BackupImage: o.BackupImage,
+		BackupAt: kube.DefaultBackupAt, BackupImage: o.BackupImage, S3: o.S3,
 	}
 	if err := co.Validate(); err != nil {
 		return fmt.Errorf("the spec of %s: %w", src.Name, err)
@@ -75,20 +95,27 @@ func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
 
-	prog.Start("Copying the backups of %s to %s", src.Name, o.Into)
-	if err := copyStanza(ctx, c, src.Name, o.Into); err != nil {
-		return err
+	// In a bucket both databases read the same repository; a backup volume is the database's
+	// own, so the source's part of it is copied over first, and dropped again at the end.
+	local := src.Repo.Type != "s3"
+	if local {
+		prog.Start("Copying the backups of %s to %s", src.Name, o.Into)
+		if err := copyStanza(ctx, c, src.Name, o.Into); err != nil {
+			return err
+		}
+		prog.Done("Backups of %s copied to the backup volume of %s", src.Name, o.Into)
 	}
-	prog.Done("Backups of %s copied to the backup volume of %s", src.Name, o.Into)
 
 	prog.Start("Restoring into %s", o.Into)
 	if _, err := dst.Run(ctx, src.Config.RestoreInPod(restore)); err != nil {
 		return err
 	}
-	// The new database's own stanza (if any) describes data that is about to go: a new one is
-	// created for the restored data once it runs.
-	if _, err := dst.Run(ctx, bk.DropStanzaInPod(o.Into)); err != nil {
-		return err
+	if local {
+		// The new database's own stanza (if any) describes data that is about to go: a new
+		// one is created for the restored data once it runs.
+		if _, err := dst.Run(ctx, bk.DropStanzaInPod(o.Into)); err != nil {
+			return err
+		}
 	}
 	if err := swap(ctx, dst, o.Now().UTC().Format("20060102150405")); err != nil {
 		return err
@@ -102,7 +129,11 @@ func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []
 	if err := adopt(ctx, c, src.Name, o.Into); err != nil {
 		return err
 	}
-	for _, argv := range [][]string{bk.DropStanzaInPod(src.Name), bk.CleanupInPod(), dst.Config.InPod(bk.StanzaCreate())} {
+	steps := [][]string{bk.CleanupInPod(), dst.Config.InPod(bk.StanzaCreate())}
+	if local {
+		steps = append([][]string{bk.DropStanzaInPod(src.Name)}, steps...)
+	}
+	for _, argv := range steps {
 		if _, err := dst.Run(ctx, argv); err != nil {
 			return err
 		}

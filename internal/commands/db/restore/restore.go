@@ -28,6 +28,7 @@ type Options struct {
 
 	// For the new database of --into, as create takes them.
 	DNSZone, ImageRepository, BackupImage string
+	S3                                    *kube.S3Settings
 
 	Name   string
 	Backup string
@@ -89,6 +90,7 @@ anything fails before the restart the database keeps running untouched.`,
 				opts.Yes = opts.Yes || f.Config.Yes
 				opts.DNSZone = f.Config.DNSZone
 				opts.ImageRepository = f.Config.ImageRepository
+				opts.S3 = f.Config.BackupS3()
 			}
 			if opts.Into == "" && !opts.Yes && !opts.IO.CanPrompt() {
 				why := "stdin is not a terminal"
