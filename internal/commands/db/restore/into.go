@@ -19,10 +19,11 @@ import (
 )
 
 // runInto restores a backup (or a point in time) of src into a new database o.Into, which gets
-// src's version, storage and plan, credentials of its own, its own backup volume and daily
-// backup. src is only read: its repository's part for src is copied to the new database's
-// backup volume, and the restore runs there. Anything that fails after the new database exists
-// deletes it again, so that the same command can simply be retried.
+// src's version, storage and plan, credentials of its own, and backups of its own. src is only
+// read: its part of its repository is copied to the new database's backup volume (with S3 both
+// read the same bucket), and the restore runs in the new database's pod. Anything that fails
+// once the new database is being created deletes it again, so that the same command can simply
+// be retried.
 func runInto(ctx context.Context, o *Options, src *backup.Target, restore []string, res Result, start time.Time) error {
 	c := src.Client
 	scope := cmdutil.ScopeOf(c, o.Into)
@@ -63,20 +64,26 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 	if err := co.Validate(); err != nil {
 		return fmt.Errorf("the spec of %s: %w", src.Name, err)
 	}
-	if _, err := create.Provision(ctx, co); err != nil {
-		return err
-	}
-
-	err := restoreInto(ctx, o, src, restore)
-	if err != nil {
-		// Leave nothing half-made behind; src was never touched.
+	// From here on, a failure deletes the new database again (src was never touched), so that
+	// the same command can simply be run again.
+	fail := func(err error) error {
+		code := cmdutil.ExitError
+		if ce := (*cmdutil.Error)(nil); errors.As(err, &ce) {
+			code = ce.Code
+		}
 		_, derr := kube.Delete(context.WithoutCancel(ctx), c.Clientset, c.Namespace, o.Into, true)
 		state := fmt.Sprintf("%s is unchanged and %s was deleted again", src.Name, o.Into)
 		if derr != nil {
 			state = fmt.Sprintf("%s is unchanged; delete the half-made %s with `stackblaze db delete %s --delete-data --yes` (%v)", src.Name, o.Into, o.Into, derr)
 		}
-		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("restore %s into %s: %w", src.Name, o.Into, err)}).
+		return (&cmdutil.Error{Code: code, Err: fmt.Errorf("restore %s into %s: %w", src.Name, o.Into, err)}).
 			WithHint("%s; retry with the same command", state)
+	}
+	if _, err := create.Provision(ctx, co); err != nil {
+		return fail(err)
+	}
+	if err := restoreInto(ctx, o, src, restore); err != nil {
+		return fail(err)
 	}
 	res.Into = o.Into
 	res.Duration = o.Now().Sub(start).Seconds()
