@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/stackblaze
-TESTBED_KUBECONFIG := $(CURDIR)/.testbed/kubeconfig
+# The test bed lives in .testbed/ unless STACKBLAZE_TESTBED_DIR says otherwise (hack/testbed/lib.sh).
+TESTBED_KUBECONFIG := $(or $(STACKBLAZE_TESTBED_DIR),$(CURDIR)/.testbed)/kubeconfig
 # Two cores: keep package-level parallelism low so the test bed's servers keep some CPU.
 GOTEST_FLAGS ?= -p 2 -timeout 45m
 
