@@ -24,6 +24,17 @@ type listDoc struct {
 	} `json:"recoverableWindow"`
 }
 
+// superuserSQL runs sql as the superuser in database db's pod (kubectl exec psql).
+func superuserSQL(t *testing.T, env *testbed.Env, ns, db, sql string) string {
+	t.Helper()
+	out, err := exec.Command(env.Kubectl(), "--kubeconfig", env.Kubeconfig, "-n", ns, "exec", db+"-0", "--",
+		"psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %q: %v: %s", sql, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
@@ -40,15 +51,7 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 		}
 		return r
 	}
-	psqlIn := func(db, sql string) string {
-		t.Helper()
-		out, err := exec.Command(env.Kubectl(), "--kubeconfig", env.Kubeconfig, "-n", ns, "exec", db+"-0", "--",
-			"psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql).CombinedOutput()
-		if err != nil {
-			t.Fatalf("psql %q: %v: %s", sql, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	psqlIn := func(db, sql string) string { t.Helper(); return superuserSQL(t, env, ns, db, sql) }
 	psql := func(sql string) string { t.Helper(); return psqlIn("bk", sql) }
 	// asApp runs psql as the database's application role, through a tunnel (db run).
 	asApp := func(db, sql string) string {

@@ -112,15 +112,7 @@ func TestE2EBackupsInS3(t *testing.T) {
 		}
 		return r
 	}
-	psqlIn := func(db, sql string) string {
-		t.Helper()
-		out, err := exec.Command(env.Kubectl(), "--kubeconfig", env.Kubeconfig, "-n", ns, "exec", db+"-0", "--",
-			"psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql).CombinedOutput()
-		if err != nil {
-			t.Fatalf("psql %q: %v: %s", sql, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	psqlIn := func(db, sql string) string { t.Helper(); return superuserSQL(t, env, ns, db, sql) }
 
 	c := run("db", "create", "s3db", "--plan", "standard")
 	if strings.Contains(c.Stderr, "not ready") {
