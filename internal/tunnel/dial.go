@@ -1,120 +1,156 @@
 package tunnel
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	httpstreamspdy "k8s.io/apimachinery/pkg/util/httpstream/spdy"
 	pfconstants "k8s.io/apimachinery/pkg/util/portforward"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
-	"k8s.io/client-go/transport/spdy"
 	"k8s.io/client-go/transport/websocket"
 )
 
-// upgrade opens one upgraded connection to a pod's port-forward endpoint: SPDY tunnelled over
-// WebSocket first, plain SPDY when the API server refuses the WebSocket upgrade, with the same
-// fallback rule as kubectl (an upgrade failure or an HTTPS-proxy error). After one refusal the
-// tunnel goes straight to SPDY.
-//
-// The WebSocket half is client-go's portforward.NewSPDYOverWebsocketDialer taken apart
-// (websocket.Negotiate, portforward.NewTunnelingConnection, spdy.NewClientConnectionWithPings)
-// for two reasons: the request carries ctx, so that a hung upgrade can be abandoned; and a
-// frameWriter sits between SPDY and the WebSocket, see there.
-func (t *Tunnel) upgrade(ctx context.Context, u *url.URL) (httpstream.Connection, string, error) {
+// spdyPingPeriod is how often a plain SPDY connection is pinged (client-go's SPDY dialer);
+// over WebSocket it is portforward.PingPeriod.
+const spdyPingPeriod = 5 * time.Second
+
+// upgrade opens one upgraded connection to a pod's port-forward endpoint and starts SPDY on it
+// (spdy.go): SPDY tunnelled over WebSocket first, plain SPDY when the API server refuses the
+// WebSocket upgrade, with the same fallback rule as kubectl (an upgrade failure or an
+// HTTPS-proxy error). After one refusal the tunnel goes straight to SPDY. Both upgrades are
+// client-go's, taken apart where they would start client-go's SPDY connection instead of ours.
+func (t *Tunnel) upgrade(ctx context.Context, u *url.URL) (*spdyConn, error) {
 	if !t.spdyOnly.Load() {
-		conn, proto, err := t.upgradeWebSocket(ctx, u)
+		conn, err := t.upgradeWebSocket(ctx, u)
 		if err == nil || !(httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)) {
-			return conn, proto, err
+			return conn, err
 		}
 		if !t.spdyOnly.Swap(true) {
 			t.cfg.Logf("the API server refused the WebSocket upgrade (%v); using SPDY", err)
 		}
 	}
-	return t.upgradeSPDY(u)
+	return t.upgradeSPDY(ctx, u)
 }
 
-func (t *Tunnel) upgradeWebSocket(ctx context.Context, u *url.URL) (httpstream.Connection, string, error) {
+// upgradeWebSocket is client-go's portforward.NewSPDYOverWebsocketDialer with the request
+// bound to ctx, so that a hung upgrade can be abandoned.
+func (t *Tunnel) upgradeWebSocket(ctx context.Context, u *url.URL) (*spdyConn, error) {
 	transport, holder, err := websocket.RoundTripperFor(t.cfg.REST)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	ws, err := websocket.Negotiate(transport, holder, req, pfconstants.WebsocketsSPDYTunnelingPortForwardV1)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if ws == nil {
-		return nil, "", fmt.Errorf("negotiated websocket connection is nil")
+		return nil, fmt.Errorf("negotiated websocket connection is nil")
 	}
-	proto := strings.TrimPrefix(ws.Subprotocol(), pfconstants.WebsocketsSPDYTunnelingPrefix)
-	tc := portforward.NewTunnelingConnectionWithLogger(logr.Discard(), ws)
-	conn, err := httpstreamspdy.NewClientConnectionWithPings(&frameWriter{Conn: tc}, portforward.PingPeriod)
+	if proto := ws.Subprotocol(); proto != pfconstants.WebsocketsSPDYTunnelingPortForwardV1 {
+		_ = ws.Close()
+		return nil, protocolError(strings.TrimPrefix(proto, pfconstants.WebsocketsSPDYTunnelingPrefix))
+	}
+	return newSPDYConn(portforward.NewTunnelingConnectionWithLogger(logr.Discard(), ws), portforward.PingPeriod), nil
+}
+
+// upgradeSPDY is kubectl's SPDY dialer (client-go's transport/spdy), keeping the upgraded
+// connection for our SPDY client.
+func (t *Tunnel) upgradeSPDY(ctx context.Context, u *url.URL) (*spdyConn, error) {
+	tlsConfig, err := rest.TLSConfigFor(t.cfg.REST)
 	if err != nil {
-		_ = tc.Close()
-		return nil, "", err
+		return nil, err
 	}
-	return conn, proto, nil
-}
-
-// upgradeSPDY is kubectl's SPDY dialer. Its round tripper holds the one connection it
-// upgrades, so it is built anew for each upgrade.
-func (t *Tunnel) upgradeSPDY(u *url.URL) (httpstream.Connection, string, error) {
-	transport, upgrader, err := spdy.RoundTripperFor(t.cfg.REST)
+	proxy := http.ProxyFromEnvironment
+	if t.cfg.REST.Proxy != nil {
+		proxy = t.cfg.REST.Proxy
+	}
+	dialer, err := httpstreamspdy.NewRoundTripperWithConfig(httpstreamspdy.RoundTripperConfig{TLS: tlsConfig, Proxier: proxy})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u).Dial(portforward.PortForwardProtocolV1Name)
-}
-
-// frameWriter hands the connection below it whole SPDY frames. The SPDY framer writes each
-// frame in pieces (a data frame as stream ID, flags and length, then the payload: three
-// writes), and under it every write becomes a WebSocket message, a TLS record and a system
-// call, for us and again for the API server and the node at the other end. Collecting the
-// pieces until a frame is complete (SPDY frames carry their length in bytes 5 to 7 of an
-// 8-byte header) makes it one of each, which is most of the CPU a small query costs.
-// The framer writes one frame at a time under its own lock; the mutex here is for safety.
-type frameWriter struct {
-	net.Conn
-	mu  sync.Mutex
-	buf []byte
-}
-
-const spdyHeaderLen = 8
-
-func (w *frameWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	complete := 0
-	for {
-		rest := w.buf[complete:]
-		if len(rest) < spdyHeaderLen {
-			break
+	up := &spdyUpgrade{dialer: dialer}
+	rt, err := rest.HTTPWrappersForConfig(t.cfg.REST, up)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Add(httpstream.HeaderProtocolVersion, portforward.PortForwardProtocolV1Name)
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("error sending request: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols ||
+		!strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderConnection)), "upgrade") ||
+		!strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderUpgrade)), "spdy/3.1") {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		if up.conn != nil {
+			_ = up.conn.Close()
 		}
-		n := spdyHeaderLen + (int(rest[5])<<16 | int(rest[6])<<8 | int(rest[7]))
-		if len(rest) < n {
-			break
-		}
-		complete += n
+		return nil, fmt.Errorf("unable to upgrade connection: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
-	if complete == 0 {
-		return len(p), nil
+	if proto := resp.Header.Get(httpstream.HeaderProtocolVersion); proto != portforward.PortForwardProtocolV1Name {
+		_ = up.conn.Close()
+		return nil, protocolError(proto)
 	}
-	_, err := w.Conn.Write(w.buf[:complete])
-	left := copy(w.buf, w.buf[complete:])
-	w.buf = w.buf[:left]
+	return newSPDYConn(up.conn, spdyPingPeriod), nil
+}
+
+func protocolError(proto string) error {
+	return fmt.Errorf("unable to negotiate protocol: client supports %q, server returned %q", portforward.PortForwardProtocolV1Name, proto)
+}
+
+// spdyUpgrade is the round tripper of one SPDY upgrade request, under client-go's
+// authentication wrappers: client-go's SpdyRoundTripper dials (TLS, proxies) and sends the
+// request, and the connection is kept once the response has been read.
+type spdyUpgrade struct {
+	dialer *httpstreamspdy.SpdyRoundTripper
+	conn   net.Conn
+}
+
+func (u *spdyUpgrade) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set(httpstream.HeaderConnection, httpstream.HeaderUpgrade)
+	req.Header.Set(httpstream.HeaderUpgrade, httpstreamspdy.HeaderSpdy31)
+	conn, err := u.dialer.Dial(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return len(p), nil
+	// The response is read under the request's deadline; the dial already was.
+	if deadline, ok := req.Context().Deadline(); ok {
+		_ = conn.SetReadDeadline(deadline)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols && br.Buffered() > 0 {
+		// The server speaks only when spoken to: nothing may follow the upgrade response yet.
+		err = fmt.Errorf("unexpected data after the upgrade response")
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if u.conn != nil {
+		_ = u.conn.Close() // a wrapper retried the request
+	}
+	u.conn = conn
+	return resp, nil
 }

@@ -3,10 +3,11 @@
 // does, but built for the commands that depend on it: `db migrate` and `db connect` (a
 // tunnel for the life of one command) and `db proxy` (a tunnel that stays open for hours).
 //
-// It is built on client-go's tools/portforward: the same protocol (portforward.k8s.io, an
-// error stream and a data stream per connection, paired by request ID) and the same
-// transports as kubectl (SPDY tunnelled over WebSocket first, plain SPDY when the API server
-// refuses the WebSocket upgrade, decided by the same rule), but not on its PortForwarder,
+// It speaks the protocol of client-go's tools/portforward (portforward.k8s.io: an error
+// stream and a data stream per connection, paired by request ID) over the same transports as
+// kubectl (SPDY tunnelled over WebSocket first, plain SPDY when the API server refuses the
+// WebSocket upgrade, decided by the same rule), with client-go's upgrade requests, but with a
+// SPDY client of its own (spdy.go) instead of client-go's, and without its PortForwarder,
 // whose behaviour is what users complain about. The differences, and why:
 //
 //   - One failing client connection cannot hurt the others. PortForwarder carries every local
@@ -15,10 +16,10 @@
 //     socket ("lost connection to pod"). Here each client connection has an upgraded
 //     connection of its own; one on which anything went wrong is retired once its stream is
 //     done. Upgraded connections are pooled (an idle one is reused, and one spare is kept
-//     warm), so a new client costs two stream round trips, as with kubectl, not a TLS
-//     handshake and two upgrades; per-connection isolation also avoids the head-of-line
-//     blocking that a slow client causes on a shared SPDY connection. Past maxSessions per
-//     pod, clients share the least loaded upgraded connections.
+//     warm), so a new client costs one round trip for its two streams (kubectl takes two),
+//     not a TLS handshake and two upgrades; per-connection isolation also avoids the
+//     head-of-line blocking that a slow client causes on a shared SPDY connection. Past
+//     maxSessions per pod, clients share the least loaded upgraded connections.
 //
 //   - The tunnel outlives the pod. PortForwarder is bound to one pod for its life. Here a pod
 //     is chosen per new client connection from an informer cache: with Target.Selector, a Ready
@@ -27,16 +28,20 @@
 //     pod is deleted or replaced, its upgraded connections are closed at once, so clients
 //     still connected to it see their connection end instead of hanging.
 //
-//   - CPU. Most of what a small query costs a port-forward client is framing: the SPDY framer
-//     writes every frame in three pieces, and each piece becomes a WebSocket message, a TLS
-//     record and a system call (and costs the API server and the node as much again). The
-//     WebSocket transport here collects whole frames first (frameWriter), and data is copied
-//     in 32 KiB pieces, so that one SPDY frame fits one WebSocket frame.
+//   - CPU. What a port-forward client spends on a small query goes to system calls and to
+//     the Go scheduler, waking goroutines, more than to its own code. client-go's SPDY client
+//     (spdystream) hands each frame it reads through three goroutines, wakes a fourth (its
+//     idle timer) for every frame read or written, and writes each frame in three pieces, each
+//     of which becomes a WebSocket message, a TLS record and a system call. Here one goroutine
+//     per upgraded connection reads the frames and writes the pod's data straight to the
+//     client's socket, and each frame is written whole, header and payload in one Write; data
+//     is sent in 32 KiB frames, so that one SPDY frame fits one WebSocket frame.
 //
 //   - Large transfers and idle connections. A client's half-close is passed on, and the
-//     pod's answer is read to the end. Local connections have TCP keepalives; the upgraded connections send SPDY pings
-//     (client-go's dialers: every 5 s for SPDY, 10 s for WebSocket), which keeps the API
-//     server's and kubelet's idle timers from firing on a quiet database session.
+//     pod's answer is read to the end. Local connections have TCP keepalives; the upgraded
+//     connections send SPDY pings (as client-go's dialers do: every 5 s for SPDY, 10 s for
+//     WebSocket), which keeps the API server's and kubelet's idle timers from firing on a
+//     quiet database session.
 //
 // The package writes nothing to stdout or stderr (no "Forwarding from ..." chatter): its
 // diagnostics go to Config.Logf when the caller gives one. It holds no package-level state.

@@ -35,7 +35,7 @@ const dbPort = 5432
 
 // newTestDB creates the database in a fresh namespace and waits (by watching) until its pod
 // is Ready.
-func newTestDB(t *testing.T, ctx context.Context, env *testbed.Env) *testDB {
+func newTestDB(t testing.TB, ctx context.Context, env *testbed.Env) *testDB {
 	t.Helper()
 	var b [24]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -121,7 +121,7 @@ func (db *testDB) connString(addr string) string {
 
 // open opens a tunnel to the database (by selector unless a pod is given) and closes it at
 // the end of the test. Its diagnostics go to the test log.
-func (db *testDB) open(t *testing.T, ctx context.Context, target Target) *Tunnel {
+func (db *testDB) open(t testing.TB, ctx context.Context, target Target) *Tunnel {
 	t.Helper()
 	target.Namespace = db.ns
 	if target.Port == 0 {
@@ -141,7 +141,7 @@ func (db *testDB) open(t *testing.T, ctx context.Context, target Target) *Tunnel
 
 // waitPodReady watches pod until it is Ready with a UID other than notUID (the pod it
 // replaces, or "" for any), and returns it.
-func waitPodReady(t *testing.T, ctx context.Context, c kubernetes.Interface, ns, name string, notUID types.UID) *corev1.Pod {
+func waitPodReady(t testing.TB, ctx context.Context, c kubernetes.Interface, ns, name string, notUID types.UID) *corev1.Pod {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()

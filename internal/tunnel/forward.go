@@ -5,10 +5,7 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"k8s.io/apimachinery/pkg/util/httpstream"
 )
 
 // errorStreamWait bounds the wait for the server's verdict on a finished connection.
@@ -37,7 +34,8 @@ func (t *Tunnel) serve(conn net.Conn) {
 			}
 			return
 		}
-		errStream, dataStream, err := p.streams(s)
+		var errMsg errorMessage
+		errStream, dataStream, err := p.streams(s, conn, &errMsg)
 		if err != nil {
 			p.release(s, false)
 			if reused && attempt == 0 && t.ctx.Err() == nil {
@@ -48,97 +46,66 @@ func (t *Tunnel) serve(conn net.Conn) {
 			}
 			return
 		}
-		p.release(s, t.pipe(conn, s, pod, errStream, dataStream))
+		p.release(s, t.pipe(conn, s, pod, errStream, dataStream, &errMsg))
 		return
 	}
 }
 
-// pipe copies both ways until the pod's side ends, the client goes away, or the tunnel
-// closes. It reports whether everything ended cleanly, so that the session may be reused.
-func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStream httpstream.Stream) bool {
-	defer s.conn.RemoveStreams(errStream, dataStream)
-
-	type verdict struct {
-		msg []byte
-		err error
-	}
-	errCh := make(chan verdict, 1)
-	go func() {
-		msg, err := io.ReadAll(errStream)
-		errCh <- verdict{msg, err}
-	}()
-
-	remoteDone := make(chan error, 1)
+// pipe carries one client connection until the pod's side ends, the client goes away, or the
+// tunnel closes. The pod's side needs no goroutine here: the session's read loop writes it to
+// conn. It reports whether everything ended cleanly, so that the session may be reused.
+func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStream *spdyStream, errMsg *errorMessage) bool {
 	localDone := make(chan error, 1)
-	remote := &countingReader{r: dataStream}
 	go func() {
-		_, err := t.copyBuf(conn, remote)
-		remoteDone <- err
-	}()
-	go func() {
-		_, err := t.copyBuf(dataStream, conn)
-		if err == nil {
-			// The client finished sending: pass the half-close on, keep reading the answer.
-			err = dataStream.Close()
-		}
-		localDone <- err
+		b := t.getBuf()
+		defer t.putBuf(b)
+		// At the client's EOF, its half-close is passed on (FIN), and the answer still read.
+		localDone <- dataStream.sendFrom(conn, *b)
 	}()
 
 	clean := true
-	remoteFinished, localFinished := false, false
+	localFinished := false
 	select {
 	case <-s.gone:
 		// The pod was deleted or replaced: end this client's connection now, cleanly, rather
 		// than leave it waiting on a server that no longer exists.
 		clean = false
 		t.cfg.Logf("connection from %s: %v", conn.RemoteAddr(), errPodGone)
-	case err := <-remoteDone:
-		remoteFinished = true
-		if err != nil {
-			clean = false
-			if !isClosedConn(err) && t.ctx.Err() == nil {
-				t.cfg.Logf("connection from %s: from pod %s: %v", conn.RemoteAddr(), pod.name, err)
-			}
-		}
+	case <-dataStream.Ended():
+		clean = t.remoteEnded(conn, pod, dataStream.Err())
 	case err := <-localDone:
 		localFinished = true
-		if err != nil {
+		switch {
+		case err != nil:
 			// A reset or killed client. Its session is retired; nobody else is affected.
 			clean = false
 			if !isClosedConn(err) && t.ctx.Err() == nil {
 				t.cfg.Logf("connection from %s: %v", conn.RemoteAddr(), err)
 			}
-		} else if err, ok := t.awaitAfterHalfClose(remote, remoteDone); !ok {
+		case !t.awaitAfterHalfClose(dataStream):
 			// The client is gone, and the pod's side neither answers nor closes: some
 			// forwarders never pass the half-close on to the pod. Do not hold on forever.
 			clean = false
-		} else {
-			remoteFinished = true
-			if err != nil {
-				clean = false
-				if !isClosedConn(err) && t.ctx.Err() == nil {
-					t.cfg.Logf("connection from %s: from pod %s: %v", conn.RemoteAddr(), pod.name, err)
-				}
-			}
+		default:
+			clean = t.remoteEnded(conn, pod, dataStream.Err())
 		}
 	}
 
-	// Closing the client connection and resetting the stream unblocks both copies; the reset
-	// also discards unsent data so that it cannot hold up the server's error stream.
+	// Closing the client connection ends the copy from it; the reset tells the server to
+	// drop the stream, unless both sides have already closed it.
 	_ = conn.Close()
-	_ = dataStream.Reset()
+	dataStream.reset()
 
 	select {
-	case v := <-errCh:
-		switch {
-		case v.err != nil:
+	case <-errStream.Ended():
+		if msg := strings.TrimSpace(errMsg.String()); msg != "" {
 			clean = false
-			if t.ctx.Err() == nil && !isClosedConn(v.err) {
-				t.cfg.Logf("connection from %s: error stream of pod %s: %v", conn.RemoteAddr(), pod.name, v.err)
+			t.cfg.Logf("connection from %s: pod %s: %s", conn.RemoteAddr(), pod.name, msg)
+		} else if err := errStream.Err(); err != nil {
+			clean = false
+			if t.ctx.Err() == nil && !isClosedConn(err) {
+				t.cfg.Logf("connection from %s: error stream of pod %s: %v", conn.RemoteAddr(), pod.name, err)
 			}
-		case len(v.msg) > 0:
-			clean = false
-			t.cfg.Logf("connection from %s: pod %s: %s", conn.RemoteAddr(), pod.name, strings.TrimSpace(string(v.msg)))
 		}
 	case <-time.After(errorStreamWait):
 		clean = false
@@ -146,10 +113,7 @@ func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStre
 		clean = false
 	}
 	if !clean {
-		_ = errStream.Reset()
-	}
-	if !remoteFinished {
-		<-remoteDone
+		errStream.reset()
 	}
 	if !localFinished {
 		<-localDone
@@ -157,43 +121,45 @@ func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStre
 	return clean
 }
 
+// remoteEnded reports whether the pod's side of a connection ended cleanly (FIN), and logs
+// why not, unless the tunnel or the connection was closed here. A stream reset by the server
+// is not logged: the error stream says why.
+func (t *Tunnel) remoteEnded(conn net.Conn, pod podRef, err error) bool {
+	if err == nil {
+		return true
+	}
+	var reset streamResetError
+	if !errors.As(err, &reset) && !isClosedConn(err) && t.ctx.Err() == nil {
+		t.cfg.Logf("connection from %s: from pod %s: %v", conn.RemoteAddr(), pod.name, err)
+	}
+	return false
+}
+
 // halfCloseIdle is how long the pod's side may stay silent after the client has closed its
 // side before the connection is given up.
 const halfCloseIdle = 30 * time.Second
 
 // awaitAfterHalfClose waits for the pod's side to finish after the client closed its side,
-// for as long as data keeps coming. ok is false when it went silent for halfCloseIdle, or the
+// for as long as data keeps coming. It is false when it went silent for halfCloseIdle, or the
 // tunnel closed.
-func (t *Tunnel) awaitAfterHalfClose(remote *countingReader, remoteDone <-chan error) (err error, ok bool) {
+func (t *Tunnel) awaitAfterHalfClose(data *spdyStream) bool {
 	tick := time.NewTicker(halfCloseIdle)
 	defer tick.Stop()
-	last := remote.n.Load()
+	last := data.received.Load()
 	for {
 		select {
-		case err := <-remoteDone:
-			return err, true
+		case <-data.Ended():
+			return true
 		case <-tick.C:
-			n := remote.n.Load()
+			n := data.received.Load()
 			if n == last {
-				return nil, false
+				return false
 			}
 			last = n
 		case <-t.ctx.Done():
-			return nil, false
+			return false
 		}
 	}
-}
-
-// countingReader counts what it reads, so that a silent stream can be told from a busy one.
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 func isClosedConn(err error) bool {

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"io"
 	"net/url"
 	"strconv"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
-	"k8s.io/client-go/tools/portforward"
 )
 
 const (
@@ -27,14 +25,13 @@ var errPodGone = errors.New("pod is gone")
 
 // session is one upgraded (WebSocket or SPDY) connection to a pod's port-forward endpoint.
 type session struct {
-	conn   httpstream.Connection
-	proto  string
+	conn   *spdyConn
 	active int  // client connections using it; guarded by pool.mu
 	broken bool // no new streams: it failed, or a stream on it ended badly; guarded by pool.mu
 	nextID int  // request IDs pair a data stream with its error stream; guarded by pool.mu
-	// gone is closed when the pod behind the session is deleted or replaced: the client
-	// connections it carries are ended at once. Closing the upgraded connection alone is not
-	// enough, because spdystream's Close waits for the open streams to finish.
+	// gone is closed when the pod behind the session is deleted or replaced, just before the
+	// upgraded connection is closed: the client connections it carries end at once, and say
+	// why.
 	gone     chan struct{}
 	goneOnce sync.Once
 }
@@ -177,7 +174,7 @@ func (p *pool) release(s *session, clean bool) {
 // failure, pod gone). Client connections on it see their streams fail; nobody else does.
 func (p *pool) watch(s *session) {
 	select {
-	case <-s.conn.CloseChan():
+	case <-s.conn.Done():
 	case <-p.t.ctx.Done():
 		return
 	}
@@ -236,7 +233,8 @@ func (p *pool) close(all bool) {
 }
 
 // dial upgrades one connection to the pod's port-forward endpoint (see upgrade), within
-// dialTimeout. The SPDY dialer takes no context, so a dial that outlives ctx or the tunnel is
+// dialTimeout. An upgrade does not reliably give up when its context ends (a server that
+// accepts the connection and never answers), so a dial that outlives ctx or the tunnel is
 // abandoned, and its connection closed when it completes.
 func (p *pool) dial(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
@@ -250,25 +248,20 @@ func (p *pool) dial(ctx context.Context) (*session, error) {
 		}
 	}()
 	type result struct {
-		conn  httpstream.Connection
-		proto string
-		err   error
+		conn *spdyConn
+		err  error
 	}
 	done := make(chan result, 1)
 	go func() {
-		conn, proto, err := p.t.upgrade(ctx, p.url)
-		done <- result{conn, proto, err}
+		conn, err := p.t.upgrade(ctx, p.url)
+		done <- result{conn, err}
 	}()
 	select {
 	case r := <-done:
 		if r.err != nil {
 			return nil, fmt.Errorf("upgrade connection: %w", r.err)
 		}
-		if r.proto != portforward.PortForwardProtocolV1Name {
-			_ = r.conn.Close()
-			return nil, fmt.Errorf("unable to negotiate protocol: client supports %q, server returned %q", portforward.PortForwardProtocolV1Name, r.proto)
-		}
-		return &session{conn: r.conn, proto: r.proto, gone: make(chan struct{})}, nil
+		return &session{conn: r.conn, gone: make(chan struct{})}, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.conn != nil {
@@ -279,45 +272,48 @@ func (p *pool) dial(ctx context.Context) (*session, error) {
 	}
 }
 
-// streams opens the error and data streams of one forwarded connection, concurrently: each
-// costs a round trip to the pod's node, and the server pairs them by request ID in either order.
-func (p *pool) streams(s *session) (errStream, dataStream httpstream.Stream, err error) {
+// streams opens the error and data streams of one forwarded connection, paired by request ID,
+// as client-go does; their SYN_STREAMs go out together. The pod's data goes to local, and
+// what the server reports on the error stream to errMsg. The client sends nothing on the
+// error stream: it is half-closed from the start.
+func (p *pool) streams(s *session, local io.Writer, errMsg *errorMessage) (errStream, dataStream *spdyStream, err error) {
 	p.mu.Lock()
-	id := s.nextID
+	id := strconv.Itoa(s.nextID)
 	s.nextID++
 	p.mu.Unlock()
 
-	headers := http.Header{}
-	headers.Set(corev1.StreamType, corev1.StreamTypeError)
-	headers.Set(corev1.PortHeader, strconv.Itoa(p.t.target.Port))
-	headers.Set(corev1.PortForwardRequestIDHeader, strconv.Itoa(id))
-	dataHeaders := headers.Clone()
-	dataHeaders.Set(corev1.StreamType, corev1.StreamTypeData)
-
-	var dataErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		dataStream, dataErr = s.conn.CreateStream(dataHeaders)
-	}()
-	errStream, err = s.conn.CreateStream(headers)
-	wg.Wait()
-	if err == nil && dataErr != nil {
-		err = dataErr
+	port := strconv.Itoa(p.t.target.Port)
+	headers := func(streamType string) []string {
+		return []string{corev1.StreamType, streamType, corev1.PortHeader, port, corev1.PortForwardRequestIDHeader, id}
 	}
+	st, err := s.conn.openStreams(
+		streamRequest{headers: headers(corev1.StreamTypeError), out: errMsg, fin: true},
+		streamRequest{headers: headers(corev1.StreamTypeData), out: local},
+	)
 	if err != nil {
-		var open []httpstream.Stream
-		for _, st := range []httpstream.Stream{errStream, dataStream} {
-			if st != nil {
-				_ = st.Reset()
-				open = append(open, st)
-			}
-		}
-		s.conn.RemoveStreams(open...)
 		return nil, nil, fmt.Errorf("create stream: %w", err)
 	}
-	// We never write to the error stream.
-	_ = errStream.Close()
-	return errStream, dataStream, nil
+	return st[0], st[1], nil
+}
+
+// maxErrorMessage bounds what is kept of an error stream.
+const maxErrorMessage = 4 << 10
+
+// errorMessage collects what the server writes to an error stream.
+type errorMessage struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (m *errorMessage) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.b = append(m.b, p[:min(len(p), max(0, maxErrorMessage-len(m.b)))]...)
+	return len(p), nil
+}
+
+func (m *errorMessage) String() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return string(m.b)
 }

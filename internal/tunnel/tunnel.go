@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -82,8 +81,8 @@ const (
 	dialTimeout = 30 * time.Second
 	// keepAlive is the idle time after which TCP keepalive probes start on local connections.
 	keepAlive = 30 * time.Second
-	// copyBufferSize is the most data one SPDY frame carries: with its 8-byte header it fits
-	// one frame of client-go's WebSocket writer (33 KiB buffer), so it is not fragmented.
+	// copyBufferSize is the most client data one SPDY frame carries: with its 8-byte header it
+	// fits one frame of client-go's WebSocket writer (33 KiB buffer), so it is not fragmented.
 	copyBufferSize = 32 << 10
 )
 
@@ -107,7 +106,7 @@ func Open(ctx context.Context, cfg Config, target Target) (*Tunnel, error) {
 		conns:  map[net.Conn]struct{}{},
 		pools:  map[types.UID]*pool{},
 	}
-	t.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
+	t.bufs.New = func() any { b := make([]byte, spdyHeaderLen+copyBufferSize); return &b }
 
 	pods, err := startPodWatcher(ctx, lifetime, cfg.Client, target, cfg.Logf, t.reconcile)
 	if err != nil {
@@ -295,13 +294,6 @@ func (t *Tunnel) portForwardURL(pod string) *url.URL {
 		Namespace(t.target.Namespace).Resource("pods").Name(pod).SubResource("portforward").URL()
 }
 
+// getBuf returns a buffer for one SPDY data frame: its header and copyBufferSize of data.
 func (t *Tunnel) getBuf() *[]byte  { return t.bufs.Get().(*[]byte) }
 func (t *Tunnel) putBuf(b *[]byte) { t.bufs.Put(b) }
-
-// copyBuf copies with our buffer: hiding ReadFrom/WriteTo keeps io.CopyBuffer from using
-// a smaller buffer of its own.
-func (t *Tunnel) copyBuf(dst io.Writer, src io.Reader) (int64, error) {
-	b := t.getBuf()
-	defer t.putBuf(b)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *b)
-}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/portforward"
 
 	"github.com/stackblaze/stackblaze/internal/pg"
 	"github.com/stackblaze/stackblaze/internal/testbed"
@@ -427,5 +428,93 @@ func TestE2ECloseLeavesNothing(t *testing.T) {
 	defer cancel()
 	if _, err := conns[1].Exec(qctx, "SELECT 1"); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("an idle connection through the closed tunnel: %v, want it closed", err)
+	}
+}
+
+// TestE2ETransports: the tunnel works over both transports, SPDY tunnelled over WebSocket and
+// the plain SPDY it falls back to, and after a client's half-close the pod's answer still
+// reaches it.
+func TestE2ETransports(t *testing.T) {
+	t.Parallel()
+	env := testbed.Require(t)
+	ctx := testbed.Context(t, 5*time.Minute)
+	db := newTestDB(t, ctx, env)
+	tun := db.open(t, ctx, Target{Pod: db.pod()})
+	if err := pg.WaitReady(ctx, db.connString(tun.Addr())); err != nil {
+		t.Fatal(err)
+	}
+	for _, spdyOnly := range []bool{false, true} {
+		if spdyOnly {
+			// As after a refused WebSocket upgrade: new upgraded connections are plain SPDY.
+			tun.spdyOnly.Store(true)
+			for _, p := range idlePools(t, ctx, tun) {
+				p.dropIdle()
+			}
+		}
+		c := connect(t, ctx, db, tun)
+		backendPID(t, ctx, c)
+		if err := c.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range idlePools(t, ctx, tun) {
+			p.mu.Lock()
+			for s := range p.all {
+				if _, overWebSocket := s.conn.conn.(*portforward.TunnelingConnection); overWebSocket == spdyOnly {
+					t.Errorf("spdyOnly=%v: an upgraded connection over WebSocket: %v", spdyOnly, overWebSocket)
+				}
+			}
+			p.mu.Unlock()
+		}
+	}
+	// Last, as the half-closed connection keeps its upgraded connection busy for a while.
+	halfClose(t, tun.Addr())
+}
+
+// idlePools waits until no client connection is using the tunnel's upgraded connections, and
+// none is being opened, and returns the pools.
+func idlePools(t *testing.T, ctx context.Context, tun *Tunnel) []*pool {
+	t.Helper()
+	var pools []*pool
+	waitFor(t, ctx, "idle upgraded connections", func() bool {
+		tun.mu.Lock()
+		defer tun.mu.Unlock()
+		pools = pools[:0]
+		for _, p := range tun.pools {
+			p.mu.Lock()
+			busy := p.warming
+			for s := range p.all {
+				busy = busy || s.active > 0
+			}
+			p.mu.Unlock()
+			if busy {
+				return false
+			}
+			pools = append(pools, p)
+		}
+		return true
+	})
+	return pools
+}
+
+// halfClose sends PostgreSQL an SSLRequest, half-closes, and expects the one-byte answer. (The
+// test bed's kubelet, KWOK, does not pass a half-close on to the pod's server, so the server
+// never closes in return: the end of the connection is not waited for.)
+func halfClose(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil || (b[0] != 'N' && b[0] != 'S') {
+		t.Fatalf("after an SSLRequest and a half-close: read %q, %v; want N or S", b, err)
 	}
 }
