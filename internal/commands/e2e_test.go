@@ -449,7 +449,8 @@ func TestE2EListStatusDelete(t *testing.T) {
 
 	r = cli(t, "", ns, "db", "status", "alpha")
 	mustOK(t, r)
-	for _, want := range []string{"State:    ready", "alpha-0, Running, ready", "PostgreSQL 16 (postgres:16)", "1Gi requested, 1Gi (data-alpha-0, Bound)", "alpha." + ns + ".svc.cluster.local:5432"} {
+	for _, want := range []string{"State:    ready", "alpha-0, Running, ready", "PostgreSQL 16 (postgres:16)", "1Gi requested, 1Gi (data-alpha-0, Bound)", "alpha." + ns + ".svc.cluster.local:5432",
+		"Backups:  daily at 03:00 UTC, on volume backup-alpha-0, no point-in-time recovery"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status does not show %q:\n%s", want, r.stdout)
 		}
@@ -459,6 +460,9 @@ func TestE2EListStatusDelete(t *testing.T) {
 	var st kube.Status
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.State != "ready" || st.Pod == nil || !st.Pod.Ready || st.StorageBound != "1Gi" || st.Plan != "hobby" {
 		t.Errorf("status -o json: %v %+v", err, st)
+	}
+	if b := st.Backups; b == nil || b.Schedule != "0 3 * * *" || b.CronJob != "alpha-backup" || b.Repo.Type != "posix" || b.Repo.Path != kube.BackupMountPath+"/repo" || b.VolumeClaim != "backup-alpha-0" || b.PITR {
+		t.Errorf("status -o json backups: %+v", st.Backups)
 	}
 	r = cli(t, "", ns, "db", "status", "gamma")
 	if r.code != cmdutil.ExitNotFound || !strings.Contains(r.stderr, "database gamma not found in namespace "+ns) {

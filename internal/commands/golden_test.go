@@ -6,6 +6,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,13 +63,18 @@ func TestGoldenList(t *testing.T) {
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func TestGoldenStatus(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		objs []runtime.Object
 	}{
-		{"ready", database("orders", "standard", 16, "10Gi", true, 1, 3*time.Hour, 1)},
+		{"ready", append(database("orders", "standard", 16, "10Gi", true, 1, 3*time.Hour, 1), &batchv1.CronJob{
+			ObjectMeta: metav1.ObjectMeta{Name: "orders-backup", Namespace: "shop"},
+			Spec:       batchv1.CronJobSpec{Schedule: "30 2 * * *", TimeZone: ptr("Etc/UTC")},
+		})},
 		{"stopped", database("orders", "hobby", 15, "5Gi", false, 0, 50*time.Hour, 0)},
 	} {
 		for _, tty := range []bool{false, true} {

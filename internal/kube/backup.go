@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -38,6 +39,78 @@ func BackupConfig(name string) backup.Config {
 func InitBackupRepository(ctx context.Context, c *Client, name string) error {
 	_, err := ExecOutput(ctx, c, c.Namespace, PodName(name), BackupConfig(name).InPod(backup.StanzaCreate()))
 	return err
+}
+
+// BackupRepo says where a database's pgBackRest repository is: Type "s3" (in Bucket) or "posix"
+// (on its backup volume), at Path; read from its container's PGBACKREST_* variables.
+type BackupRepo struct {
+	Type   string `json:"type"`
+	Bucket string `json:"bucket,omitempty"`
+	Path   string `json:"path"`
+}
+
+// BackupRepoOf reads where a database's repository is from its StatefulSet.
+func BackupRepoOf(sts *appsv1.StatefulSet) BackupRepo {
+	r := BackupRepo{Type: "posix"}
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		if c.Name != ContainerName {
+			continue
+		}
+		for _, e := range c.Env {
+			switch e.Name {
+			case backup.EnvName("repo1-type"):
+				r.Type = e.Value
+			case backup.EnvName("repo1-s3-bucket"):
+				r.Bucket = e.Value
+			case backup.EnvName("repo1-path"):
+				r.Path = e.Value
+			}
+		}
+	}
+	return r
+}
+
+// BackupStatus is what status says about backups.
+type BackupStatus struct {
+	// Schedule is the daily backup's CronJob schedule ("" when it has none), in TimeZone.
+	Schedule string     `json:"schedule"`
+	TimeZone string     `json:"timeZone,omitempty"`
+	CronJob  string     `json:"cronJob,omitempty"`
+	Repo     BackupRepo `json:"repository"`
+	// VolumeClaim is the backup volume's claim, for a repository on a volume.
+	VolumeClaim string `json:"volumeClaim,omitempty"`
+	PITR        bool   `json:"pointInTimeRecovery"`
+}
+
+// GetBackupStatus reads a database's backup schedule and repository. A schedule that cannot be
+// read (for example without permission on CronJobs) is left empty rather than failing.
+func GetBackupStatus(ctx context.Context, cs kubernetes.Interface, ns string, sts *appsv1.StatefulSet) *BackupStatus {
+	plan, _ := LookupPlan(sts.Annotations[AnnotationPlan])
+	b := &BackupStatus{Repo: BackupRepoOf(sts), PITR: plan.PITR}
+	if b.Repo.Type == "posix" {
+		b.VolumeClaim = BackupPVCName(sts.Name)
+	}
+	if cj, err := cs.BatchV1().CronJobs(ns).Get(ctx, BackupScheduleName(sts.Name), metav1.GetOptions{}); err == nil {
+		b.Schedule, b.CronJob = cj.Spec.Schedule, cj.Name
+		if cj.Spec.TimeZone != nil {
+			b.TimeZone = *cj.Spec.TimeZone
+		}
+	}
+	return b
+}
+
+// DailyAt turns a daily schedule ("30 2 * * *") back into "02:30"; any other schedule is
+// returned as it is.
+func DailyAt(cron string) string {
+	f := strings.Fields(cron)
+	if len(f) == 5 && f[2] == "*" && f[3] == "*" && f[4] == "*" {
+		h, err1 := strconv.Atoi(f[1])
+		m, err2 := strconv.Atoi(f[0])
+		if err1 == nil && err2 == nil {
+			return fmt.Sprintf("%02d:%02d", h, m)
+		}
+	}
+	return cron
 }
 
 // S3CAMountPath is where the CA of an S3 store is mounted (from Spec.S3.CAConfigMap).

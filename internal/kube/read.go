@@ -118,7 +118,8 @@ type Status struct {
 	Port         int    `json:"port"`
 	Secret       string `json:"secret"`
 	// Attachments are the workloads attach gave the database's variables.
-	Attachments []Attachment `json:"attachments"`
+	Attachments []Attachment  `json:"attachments"`
+	Backups     *BackupStatus `json:"backups"`
 }
 
 // PodStatus is the part of status about the pod.
@@ -183,5 +184,6 @@ func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone stri
 	if st.Attachments, err = ListAttachments(ctx, cs, ns, name); err != nil {
 		return nil, err
 	}
+	st.Backups = GetBackupStatus(ctx, cs, ns, sts)
 	return st, nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	bk "github.com/stackblaze/stackblaze/internal/backup"
@@ -55,34 +54,8 @@ type Target struct {
 	Config bk.Config
 	// Version and Storage are the database's, as create recorded them.
 	Version, Storage string
-	// Repo is where its repository is, from the container's PGBACKREST_* variables.
-	Repo Repo
-}
-
-// Repo is where a database's pgBackRest repository is: Type "s3" (in Bucket) or "" (posix, on the
-// backup volume), at Path.
-type Repo struct {
-	Type, Bucket, Path string
-}
-
-func repoOf(sts *appsv1.StatefulSet) Repo {
-	var r Repo
-	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name != kube.ContainerName {
-			continue
-		}
-		for _, e := range c.Env {
-			switch e.Name {
-			case bk.EnvName("repo1-type"):
-				r.Type = e.Value
-			case bk.EnvName("repo1-s3-bucket"):
-				r.Bucket = e.Value
-			case bk.EnvName("repo1-path"):
-				r.Path = e.Value
-			}
-		}
-	}
-	return r
+	// Repo is where its repository is.
+	Repo kube.BackupRepo
 }
 
 // Resolve checks that the database exists and reads its plan.
@@ -103,7 +76,7 @@ func Resolve(ctx context.Context, kc func() (*kube.Client, error), name string) 
 	}
 	plan, _ := kube.LookupPlan(sts.Annotations[kube.AnnotationPlan])
 	return &Target{Client: c, Name: name, Plan: plan, Config: kube.BackupConfig(name),
-		Version: sts.Annotations[kube.AnnotationVersion], Storage: sts.Annotations[kube.AnnotationStorage], Repo: repoOf(sts)}, nil
+		Version: sts.Annotations[kube.AnnotationVersion], Storage: sts.Annotations[kube.AnnotationStorage], Repo: kube.BackupRepoOf(sts)}, nil
 }
 
 // Run runs a pgbackrest command in the database pod and returns its stdout.

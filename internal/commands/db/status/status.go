@@ -64,6 +64,27 @@ func run(ctx context.Context, o *Options) error {
 }
 
 // RenderText writes the status.
+// backupsLine says when the database is backed up, where to, and whether PITR is on.
+func backupsLine(b *kube.BackupStatus) string {
+	when := "no daily backup (set one with `stackblaze db backup schedule`)"
+	if b.Schedule != "" {
+		tz := b.TimeZone
+		if tz == "Etc/UTC" || tz == "" {
+			tz = "UTC"
+		}
+		when = fmt.Sprintf("daily at %s %s", kube.DailyAt(b.Schedule), tz)
+	}
+	where := "on volume " + b.VolumeClaim
+	if b.Repo.Type == "s3" {
+		where = fmt.Sprintf("in bucket %s (%s)", b.Repo.Bucket, b.Repo.Path)
+	}
+	pitr := "no point-in-time recovery"
+	if b.PITR {
+		pitr = "point-in-time recovery"
+	}
+	return fmt.Sprintf("%s, %s, %s", when, where, pitr)
+}
+
 func RenderText(w io.Writer, t output.Theme, st *kube.Status, now time.Time) error {
 	state := st.State
 	if st.State == kube.StateReady {
@@ -99,6 +120,9 @@ func RenderText(w io.Writer, t output.Theme, st *kube.Status, now time.Time) err
 		{"Age", output.Age(now.Sub(st.Created))},
 		{"Host", fmt.Sprintf("%s:%d", st.Host, st.Port)},
 		{"Secret", st.Secret},
+	}
+	if b := st.Backups; b != nil {
+		rows = append(rows, []string{"Backups", backupsLine(b)})
 	}
 	// Only when there are some, so that the view of an unattached database stays as it was.
 	for i, a := range st.Attachments {
