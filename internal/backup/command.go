@@ -10,14 +10,10 @@ import (
 const (
 	TypeFull = "full"
 	TypeDiff = "diff"
-	TypeIncr = "incr"
 )
 
 // StanzaCreate creates the stanza, or checks that it matches the database when it exists.
 func StanzaCreate() []string { return []string{"stanza-create"} }
-
-// Check verifies that WAL archiving into the repository works.
-func Check() []string { return []string{"check"} }
 
 // BackupCmd takes a backup of the running database: full or diff.
 func BackupCmd(typ string) []string { return []string{"backup", "--type=" + typ} }

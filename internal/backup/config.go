@@ -55,8 +55,6 @@ type Config struct {
 	RepoPath string
 	// LockPath holds pgBackRest's lock files (lock-path).
 	LockPath string
-	// RetentionDays keeps full backups this many days (repo1-retention-full, type time).
-	RetentionDays int
 	// S3, when set, keeps the repository in a bucket.
 	S3 *S3
 }
@@ -84,16 +82,12 @@ func (c Config) RestoreCommand() string {
 // Options are the configuration's options in a fixed order. Every one is a global option, so
 // that the same set configures archive-push (run by PostgreSQL), backup, info, restore and expire.
 func (c Config) Options() []Option {
-	days := c.RetentionDays
-	if days <= 0 {
-		days = RetentionDays
-	}
 	o := []Option{
 		{"stanza", c.Stanza},
 		{"pg1-path", c.PGDataPath},
 		{"repo1-path", c.RepoPath},
 		{"repo1-retention-full-type", "time"},
-		{"repo1-retention-full", strconv.Itoa(days)},
+		{"repo1-retention-full", strconv.Itoa(RetentionDays)},
 		// Archived WAL follows the backups it belongs to: expire removes WAL older than the
 		// oldest kept full backup, and keeps all WAL after it for PITR.
 		{"archive-check", "y"},

@@ -62,14 +62,7 @@ type ForbiddenError struct {
 }
 
 func (e *ForbiddenError) Error() string {
-	r := e.Access.Resource
-	if e.Access.Subresource != "" {
-		r += "/" + e.Access.Subresource
-	}
-	if e.Access.Group != "" {
-		r += "." + e.Access.Group
-	}
-	return fmt.Sprintf("you are not allowed to %s %s in namespace %s", e.Access.Verb, r, e.Namespace)
+	return fmt.Sprintf("you are not allowed to %s in namespace %s", e.Access, e.Namespace)
 }
 
 // CheckAccess asks the API server (SelfSubjectAccessReview, which every authenticated user may

@@ -220,12 +220,9 @@ func CurrentBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, nam
 // selector's: a job pod must never be taken for the database pod (by the Services, the
 // StatefulSet or a tunnel).
 func backupJobLabels(name string) map[string]string {
-	return map[string]string{
-		LabelName:      "stackblaze-backup",
-		LabelInstance:  name,
-		LabelManagedBy: "stackblaze",
-		LabelDatabase:  name,
-	}
+	l := Labels(name)
+	l[LabelName] = "stackblaze-backup"
+	return l
 }
 
 // ApplyBackupSchedule writes the daily backup of a database: a CronJob that runs the stackblaze
@@ -329,7 +326,7 @@ func RestartPod(ctx context.Context, cs kubernetes.Interface, ns, pod string) er
 	}
 	_, err = watchtools.UntilWithSync(ctx, podListWatch(cs, ns, pod), &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
 		p, ok := ev.Object.(*corev1.Pod)
-		return ok && ev.Type != watch.Deleted && p.UID != old.UID && p.DeletionTimestamp == nil && PodReady(p), nil
+		return ok && ev.Type != watch.Deleted && p.UID != old.UID && PodReady(p), nil
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -30,9 +30,6 @@ func ReadCredentials(ctx context.Context, cs kubernetes.Interface, ns, name stri
 	return c, nil
 }
 
-// Port5432 is PostgreSQL's port in the pod.
-const Port5432 = 5432
-
 // LocalURL is a connection string for a tunnel on 127.0.0.1.
 func LocalURL(c Credentials, port int) string {
 	return DatabaseURL(c, "127.0.0.1", port) + "?sslmode=disable"

@@ -29,14 +29,21 @@ type Deleted struct {
 
 // Exists tells whether a database (its StatefulSet, managed by stackblaze) exists.
 func Exists(ctx context.Context, cs kubernetes.Interface, ns, name string) error {
+	_, err := GetDatabase(ctx, cs, ns, name)
+	return err
+}
+
+// GetDatabase reads a database's StatefulSet; one that is missing or not managed by stackblaze
+// is a *NotFoundError.
+func GetDatabase(ctx context.Context, cs kubernetes.Interface, ns, name string) (*appsv1.StatefulSet, error) {
 	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) || (err == nil && !IsManaged(sts.Labels)) {
-		return &NotFoundError{Name: name, Namespace: ns}
+		return nil, &NotFoundError{Name: name, Namespace: ns}
 	}
 	if err != nil {
-		return fmt.Errorf("get statefulset %s: %w", name, err)
+		return nil, fmt.Errorf("get statefulset %s: %w", name, err)
 	}
-	return nil
+	return sts, nil
 }
 
 // Delete removes a database's objects, found by label. Without deleteData it keeps the volume

@@ -288,7 +288,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 	}
 
 	container := corev1ac.Container().
-		WithName("postgres").
+		WithName(ContainerName).
 		WithImage(s.Image()).
 		WithImagePullPolicy(corev1.PullIfNotPresent).
 		// The image's entrypoint passes "-c name=value" on to postgres: WAL archiving into the

@@ -134,12 +134,9 @@ type PodStatus struct {
 
 // GetStatus reads one database. A missing StatefulSet is a *NotFoundError.
 func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone string) (*Status, error) {
-	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && !IsManaged(sts.Labels)) {
-		return nil, &NotFoundError{Name: name, Namespace: ns}
-	}
+	sts, err := GetDatabase(ctx, cs, ns, name)
 	if err != nil {
-		return nil, fmt.Errorf("get statefulset %s: %w", name, err)
+		return nil, err
 	}
 	pod, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -156,7 +153,7 @@ func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone stri
 		VolumeClaim: PVCName(name),
 	}
 	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name == "postgres" {
+		if c.Name == ContainerName {
 			st.Image = c.Image
 		}
 	}

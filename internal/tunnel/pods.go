@@ -21,6 +21,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+
+	"github.com/stackblaze/stackblaze/internal/kube"
 )
 
 // podRef is one incarnation of a pod: a StatefulSet pod recreated under its name has a new UID.
@@ -153,12 +155,7 @@ func (w *podWatcher) selectable(pod *corev1.Pod) bool {
 	if w.target.Pod != "" {
 		return pod.Name == w.target.Pod
 	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	return kube.PodReady(pod)
 }
 
 // choose returns a pod for a new connection, if one is selectable now.

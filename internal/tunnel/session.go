@@ -206,28 +206,19 @@ func (p *pool) dropIdle() {
 	}
 }
 
-// close closes the idle sessions, and with all the busy ones too.
-func (p *pool) close(all bool) {
+// close closes every session of the pool, busy ones too: their clients' connections end.
+func (p *pool) close() {
 	p.mu.Lock()
 	p.closed = true
-	var victims []*session
-	if all {
-		for s := range p.all {
-			victims = append(victims, s)
-		}
-		p.all = map[*session]struct{}{}
-	} else {
-		victims = p.idle
-		for _, s := range victims {
-			delete(p.all, s)
-		}
+	victims := make([]*session, 0, len(p.all))
+	for s := range p.all {
+		victims = append(victims, s)
 	}
+	p.all = map[*session]struct{}{}
 	p.idle = nil
 	p.mu.Unlock()
 	for _, s := range victims {
-		if all {
-			s.markGone()
-		}
+		s.markGone()
 		_ = s.conn.Close()
 	}
 }
@@ -239,14 +230,8 @@ func (p *pool) close(all bool) {
 func (p *pool) dial(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	go func() {
-		// Close() must not wait for an abandoned dial.
-		select {
-		case <-p.t.ctx.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	// Close() must not wait for an abandoned dial.
+	defer context.AfterFunc(p.t.ctx, cancel)()
 	type result struct {
 		conn *spdyConn
 		err  error

@@ -189,7 +189,7 @@ func (t *Tunnel) Close() error {
 			_ = c.Close()
 		}
 		for _, p := range pools {
-			p.close(true)
+			p.close()
 		}
 		t.pods.stop()
 		t.wg.Wait()
@@ -281,7 +281,7 @@ func (t *Tunnel) reconcile(pods *podWatcher) {
 	t.mu.Unlock()
 	for _, p := range gone {
 		t.cfg.Logf("pod %s/%s (uid %s) is gone: closing its connections", t.target.Namespace, p.pod.name, p.pod.uid)
-		p.close(true)
+		p.close()
 	}
 	for _, p := range stale {
 		p.dropIdle()

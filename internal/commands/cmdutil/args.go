@@ -2,6 +2,8 @@ package cmdutil
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/stackblaze/stackblaze/internal/kube"
 )
 
 // NoArgs refuses positional arguments with a usage error.
@@ -13,8 +15,21 @@ func NoArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// ExactName wants exactly one argument, a database name.
+// ExactName wants exactly one argument, a valid database name (kube.ValidateName): anything
+// else is a usage error, before the cluster is contacted.
 func ExactName(cmd *cobra.Command, args []string) error {
+	if err := OneName(cmd, args); err != nil {
+		return err
+	}
+	if err := kube.ValidateName(args[0]); err != nil {
+		return KubeError(err, Scope{})
+	}
+	return nil
+}
+
+// OneName only wants exactly one argument: for create, which reports a bad name together with
+// its other input problems.
+func OneName(cmd *cobra.Command, args []string) error {
 	switch len(args) {
 	case 0:
 		return UsageErrorf("%s needs a database name", cmd.CommandPath()).

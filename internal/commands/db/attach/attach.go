@@ -52,7 +52,7 @@ stackblaze db attach mydb --to statefulset/queue --overwrite`,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := Validate(opts.Name, opts.To, opts.Env, "--to"); err != nil {
+			if err := Validate(opts.To, opts.Env, "--to"); err != nil {
 				return err
 			}
 			opts.Workload, _ = kube.ParseWorkload(opts.To)
@@ -69,11 +69,9 @@ stackblaze db attach mydb --to statefulset/queue --overwrite`,
 	return cmd
 }
 
-// Validate checks the database name, the workload and the variable name (attach and detach).
-func Validate(name, workload, env, flag string) error {
-	if err := kube.ValidateName(name); err != nil {
-		return cmdutil.KubeError(err, cmdutil.Scope{})
-	}
+// Validate checks the workload and the variable name (attach and detach; Args checks the
+// database name).
+func Validate(workload, env, flag string) error {
 	if workload == "" {
 		return cmdutil.UsageErrorf("%s is required: the workload, like %s deployment/web", flag, flag)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	bk "github.com/stackblaze/stackblaze/internal/backup"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
@@ -65,13 +64,8 @@ func Resolve(ctx context.Context, kc func() (*kube.Client, error), name string) 
 		return nil, err
 	}
 	scope := cmdutil.ScopeOf(c, name)
-	sts, err := c.Clientset.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil || !kube.IsManaged(sts.Labels) {
-		if err == nil {
-			err = &kube.NotFoundError{Name: name, Namespace: c.Namespace}
-		} else if e := kube.Exists(ctx, c.Clientset, c.Namespace, name); e != nil {
-			err = e
-		}
+	sts, err := kube.GetDatabase(ctx, c.Clientset, c.Namespace, name)
+	if err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
 	plan, _ := kube.LookupPlan(sts.Annotations[kube.AnnotationPlan])
@@ -129,16 +123,6 @@ func (t *Target) Take(ctx context.Context, typ string) (bk.Backup, error) {
 	return bk.Backup{}, fmt.Errorf("database %s: pgbackrest finished but lists no new backup", t.Name)
 }
 
-func nameArg(cmd *cobra.Command, args []string) (string, error) {
-	if len(args) != 1 {
-		return "", cmdutil.UsageErrorf("%s needs one database name", cmd.CommandPath()).WithHint("usage: %s", cmd.UseLine())
-	}
-	if err := kube.ValidateName(args[0]); err != nil {
-		return "", cmdutil.KubeError(err, cmdutil.Scope{})
-	}
-	return args[0], nil
-}
-
 // CreateResult is what backup create prints.
 type CreateResult struct {
 	Database string    `json:"database"`
@@ -153,14 +137,10 @@ func NewCmdCreate(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command 
 		Use:               "create NAME",
 		Short:             "Take a backup now and wait for it",
 		Example:           "stackblaze db backup create mydb\nstackblaze db backup create mydb --type diff -o json",
-		Args:              cobra.ArbitraryArgs,
+		Args:              cmdutil.ExactName,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(cmd, args)
-			if err != nil {
-				return err
-			}
-			opts.Name = name
+			opts.Name = args[0]
 			if opts.Type != bk.TypeFull && opts.Type != bk.TypeDiff {
 				return cmdutil.UsageErrorf("--type %q is not a backup type: use full or diff", opts.Type)
 			}
@@ -228,14 +208,10 @@ func NewCmdList(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 		Use:               "list NAME",
 		Short:             "List backups and the recoverable window",
 		Example:           "stackblaze db backup list mydb\nstackblaze db backup list mydb -o json",
-		Args:              cobra.ArbitraryArgs,
+		Args:              cmdutil.ExactName,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(cmd, args)
-			if err != nil {
-				return err
-			}
-			opts.Name = name
+			opts.Name = args[0]
 			if runF != nil {
 				return runF(opts)
 			}
@@ -297,14 +273,10 @@ func NewCmdSchedule(f *cmdutil.Factory, runF func(*Options) error) *cobra.Comman
 NAME-backup runs the stackblaze image's "db backup create NAME" under a ServiceAccount
 NAME-backup that may only read the database's StatefulSet and pod and exec into that pod.`,
 		Example:           "stackblaze db backup schedule mydb --at 02:30",
-		Args:              cobra.ArbitraryArgs,
+		Args:              cmdutil.ExactName,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(cmd, args)
-			if err != nil {
-				return err
-			}
-			opts.Name = name
+			opts.Name = args[0]
 			if _, err := kube.ParseAt(opts.At); err != nil {
 				return cmdutil.KubeError(err, cmdutil.Scope{})
 			}

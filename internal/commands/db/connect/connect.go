@@ -50,9 +50,6 @@ The password reaches psql in its environment, never on its command line. Argumen
 				return err
 			}
 			opts.Name = before[0]
-			if err := kube.ValidateName(opts.Name); err != nil {
-				return cmdutil.KubeError(err, cmdutil.Scope{})
-			}
 			if runF != nil {
 				return runF(opts)
 			}

@@ -75,7 +75,7 @@ Plans: %s (see docs/commands.md for their CPU and memory).`,
 stackblaze db create mydb
 stackblaze db create mydb --version 16 --storage 10Gi --plan standard
 stackblaze db create mydb --no-wait -o json`),
-		Args: cmdutil.ExactName,
+		Args: cmdutil.OneName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
 			if wait && opts.NoWait {
@@ -280,7 +280,7 @@ func Provision(ctx context.Context, o *Options) (*Result, error) {
 	prog.Done("Pod %s is ready (%s)", kube.PodName(spec.Name), o.Now().Sub(start).Round(time.Second))
 
 	prog.Start("Logging in as %s through a port-forward", creds.Username)
-	if err := VerifyLogin(wctx, o, c, spec, creds); err != nil {
+	if err := VerifyLogin(wctx, o.OpenTunnel, o.CheckLogin, c, spec.Namespace, spec.Name, creds); err != nil {
 		if wctx.Err() != nil && ctx.Err() == nil {
 			return nil, (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s: no login within --timeout %s: %w", spec.Name, o.Timeout, err)}).
 				WithHint("the pod is ready but PostgreSQL did not accept the application's login; see `kubectl logs %s -n %s`", kube.PodName(spec.Name), spec.Namespace)
@@ -325,16 +325,16 @@ func (o *Options) backupSchedule(ctx context.Context, c *kube.Client) (kube.Back
 }
 
 // VerifyLogin logs in with creds through a fresh port-forward to the database pod.
-func VerifyLogin(ctx context.Context, o *Options, c *kube.Client, spec kube.Spec, creds kube.Credentials) error {
-	t, err := o.OpenTunnel(ctx, c, spec.Namespace, kube.PodName(spec.Name), kube.Port)
+func VerifyLogin(ctx context.Context, open cmdutil.TunnelOpener, check func(context.Context, pg.Login) error, c *kube.Client, ns, name string, creds kube.Credentials) error {
+	t, err := open(ctx, c, ns, kube.PodName(name), kube.Port)
 	if err != nil {
-		return fmt.Errorf("open a port-forward to %s: %w", kube.PodName(spec.Name), err)
+		return fmt.Errorf("open a port-forward to %s: %w", kube.PodName(name), err)
 	}
 	defer t.Close()
-	err = o.CheckLogin(ctx, pg.Login{Host: "127.0.0.1", Port: t.Port(), User: creds.Username, Password: creds.Password, Database: creds.Database})
+	err = check(ctx, pg.Login{Host: "127.0.0.1", Port: t.Port(), User: creds.Username, Password: creds.Password, Database: creds.Database})
 	if errors.Is(err, pg.ErrAuth) {
-		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("database %s: %w", spec.Name, err)}).
-			WithHint("the data directory may predate the Secret %s (it was deleted with its data kept?); `stackblaze db delete %s --delete-data` starts afresh", kube.CredentialsSecretName(spec.Name), spec.Name)
+		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("database %s: %w", name, err)}).
+			WithHint("the data directory may predate the Secret %s (it was deleted with its data kept?); `stackblaze db delete %s --delete-data` starts afresh", kube.CredentialsSecretName(name), name)
 	}
 	return err
 }

@@ -47,9 +47,6 @@ On a terminal delete asks first; elsewhere (or when CI is set) it needs --yes.`)
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := kube.ValidateName(opts.Name); err != nil {
-				return cmdutil.KubeError(err, cmdutil.Scope{})
-			}
 			if f.Config != nil {
 				opts.Yes = opts.Yes || f.Config.Yes
 			}

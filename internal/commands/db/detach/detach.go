@@ -41,7 +41,7 @@ nothing.`),
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := attach.Validate(opts.Name, opts.From, opts.Env, "--from"); err != nil {
+			if err := attach.Validate(opts.From, opts.Env, "--from"); err != nil {
 				return err
 			}
 			opts.Workload, _ = kube.ParseWorkload(opts.From)

@@ -57,9 +57,6 @@ pod once it is ready. The connection string is printed with the password masked 
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := kube.ValidateName(opts.Name); err != nil {
-				return cmdutil.KubeError(err, cmdutil.Scope{})
-			}
 			if opts.Port < 0 || opts.Port > 65535 {
 				return cmdutil.UsageErrorf("--port %d is not a TCP port: use 1-65535, or 0 for a free one", opts.Port)
 			}
@@ -97,7 +94,7 @@ func runProxy(ctx context.Context, o *Options) error {
 	defer prog.Stop()
 	prog.Start("Opening a tunnel to %s", o.Name)
 	t, err := tunnel.Open(ctx, tunnel.Config{REST: c.REST, Client: c.Clientset, LocalPort: o.Port, Logf: o.Logf},
-		tunnel.Target{Namespace: c.Namespace, Selector: kube.ManagedSelector(o.Name) + ",statefulset.kubernetes.io/pod-name=" + kube.PodName(o.Name), Port: kube.Port5432})
+		tunnel.Target{Namespace: c.Namespace, Selector: kube.ManagedSelector(o.Name) + ",statefulset.kubernetes.io/pod-name=" + kube.PodName(o.Name), Port: kube.Port})
 	if err != nil {
 		prog.Stop()
 		return cmdutil.KubeError(fmt.Errorf("open a tunnel to %s: %w", o.Name, err), scope)

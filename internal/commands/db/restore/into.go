@@ -149,8 +149,7 @@ func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []
 	if err != nil {
 		return err
 	}
-	co := &create.Options{OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin}
-	if err := create.VerifyLogin(ctx, co, c, kube.Spec{Name: o.Into, Namespace: c.Namespace}, creds); err != nil {
+	if err := create.VerifyLogin(ctx, o.OpenTunnel, o.CheckLogin, c, c.Namespace, o.Into, creds); err != nil {
 		return err
 	}
 	prog.Done("Login as %s to %s works (through a port-forward)", creds.Username, o.Into)

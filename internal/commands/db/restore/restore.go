@@ -58,15 +58,9 @@ anything fails before the restart the database keeps running untouched.`,
 		Example: "stackblaze db restore mydb --backup 20261124-030000F --into mydb-copy\n" +
 			"stackblaze db restore mydb --backup 20261124-030000F --yes\n" +
 			"stackblaze db restore mydb --to-time 2026-11-24T10:15:00Z\nstackblaze db restore mydb --to-time 2h --yes",
-		Args:              cobra.ArbitraryArgs,
+		Args:              cmdutil.ExactName,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return cmdutil.UsageErrorf("%s needs one database name", cmd.CommandPath()).WithHint("usage: %s", cmd.UseLine())
-			}
-			if err := kube.ValidateName(args[0]); err != nil {
-				return cmdutil.KubeError(err, cmdutil.Scope{})
-			}
 			opts.Name = args[0]
 			if (opts.Backup == "") == (opts.ToTime == "") {
 				return cmdutil.UsageErrorf("say what to restore: --backup ID or --to-time T, not both").

@@ -101,9 +101,6 @@ stackblaze db rotate-credentials mydb --yes -o json --show-password`,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := kube.ValidateName(opts.Name); err != nil {
-				return cmdutil.KubeError(err, cmdutil.Scope{})
-			}
 			if f.Config != nil {
 				opts.Yes = opts.Yes || f.Config.Yes
 			}
@@ -275,7 +272,7 @@ func run(ctx context.Context, o *Options) error {
 		return kerr(err)
 	}
 	prog.Start("Opening a tunnel to %s", kube.PodName(o.Name))
-	t, err := o.OpenTunnel(context.WithoutCancel(ctx), c, ns, kube.PodName(o.Name), kube.Port5432)
+	t, err := o.OpenTunnel(context.WithoutCancel(ctx), c, ns, kube.PodName(o.Name), kube.Port)
 	if err != nil {
 		prog.Stop()
 		return kerr(fmt.Errorf("open a tunnel to %s: %w", kube.PodName(o.Name), err))

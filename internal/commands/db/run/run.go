@@ -192,7 +192,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Session, error) {
 	prog.Start("Opening a tunnel to %s", kube.PodName(name))
 	// The tunnel lives until Close, not until ctx: a Ctrl-C goes to the command first, and the
 	// tunnel must outlast the command's own shutdown.
-	t, err := o.OpenTunnel(context.WithoutCancel(ctx), c, c.Namespace, kube.PodName(name), kube.Port5432)
+	t, err := o.OpenTunnel(context.WithoutCancel(ctx), c, c.Namespace, kube.PodName(name), kube.Port)
 	if err != nil {
 		prog.Stop()
 		return nil, cmdutil.KubeError(fmt.Errorf("open a tunnel to %s: %w", kube.PodName(name), err), scope)

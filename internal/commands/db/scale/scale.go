@@ -36,9 +36,6 @@ func NewCmdScale(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := kube.ValidateName(opts.Name); err != nil {
-				return cmdutil.KubeError(err, cmdutil.Scope{})
-			}
 			if !cmd.Flags().Changed("replicas") {
 				return cmdutil.UsageErrorf("--replicas is required: 0 to stop the database, 1 to start it")
 			}

@@ -34,9 +34,6 @@ func NewCmdStatus(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command 
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := kube.ValidateName(opts.Name); err != nil {
-				return cmdutil.KubeError(err, cmdutil.Scope{})
-			}
 			if f.Config != nil {
 				opts.DNSZone = f.Config.DNSZone
 			}
@@ -63,7 +60,6 @@ func run(ctx context.Context, o *Options) error {
 	return RenderText(o.IO.Out, o.IO.Theme(), st, o.Now())
 }
 
-// RenderText writes the status.
 // backupsLine says when the database is backed up, where to, and whether PITR is on.
 func backupsLine(b *kube.BackupStatus) string {
 	when := "no daily backup (set one with `stackblaze db backup schedule`)"
@@ -85,6 +81,7 @@ func backupsLine(b *kube.BackupStatus) string {
 	return fmt.Sprintf("%s, %s, %s", when, where, pitr)
 }
 
+// RenderText writes the status.
 func RenderText(w io.Writer, t output.Theme, st *kube.Status, now time.Time) error {
 	state := st.State
 	if st.State == kube.StateReady {
