@@ -521,10 +521,13 @@ func TestE2EListStatusDelete(t *testing.T) {
 	_ = conn.Close(ctx)
 
 	mustOK(t, cli(t, "", ns, "db", "delete", "alpha", "--yes", "--delete-data"))
-	if _, err := env.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-alpha-0", metav1.GetOptions{}); err == nil {
-		pvc, _ := env.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-alpha-0", metav1.GetOptions{})
-		if pvc.DeletionTimestamp == nil {
-			t.Error("delete --delete-data kept the volume claim")
+	// Gone, or going (kept only while the pod that used it finishes).
+	for _, claim := range []string{"data-alpha-0", "backup-alpha-0"} {
+		pvc, err := env.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+		if err == nil && pvc.DeletionTimestamp == nil {
+			t.Errorf("delete --delete-data kept the volume claim %s", claim)
+		} else if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
 		}
 	}
 	if _, err := env.Client.CoreV1().Secrets(ns).Get(ctx, "alpha-credentials", metav1.GetOptions{}); !apierrors.IsNotFound(err) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -82,17 +81,6 @@ func Delete(ctx context.Context, cs kubernetes.Interface, ns, name string, delet
 		}
 	}
 
-	if deleteData {
-		// A claim deleted while the pod still runs can be made again by the StatefulSet
-		// controller, which has not seen the StatefulSet go yet: delete the volumes once the pod
-		// has gone.
-		wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		err := WaitPodGone(wctx, cs, ns, PodName(name))
-		cancel()
-		if err != nil {
-			return d, fmt.Errorf("the volumes were kept: pod %s did not stop: %w", PodName(name), err)
-		}
-	}
 	pvcs, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, r.sel)
 	if err != nil {
 		return d, fmt.Errorf("list persistentvolumeclaims: %w", err)
