@@ -217,6 +217,7 @@ func (t *Tunnel) accept() {
 			continue
 		}
 		delay = 0
+		conn = newRawConn(conn)
 		if !t.track(conn) {
 			_ = conn.Close()
 			return
