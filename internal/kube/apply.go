@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -139,69 +140,51 @@ func (c Change) String() string {
 // Apply writes every object of a database with server-side apply and returns those it created or
 // changed; none means the cluster already held exactly this.
 func Apply(ctx context.Context, cs kubernetes.Interface, o Objects) ([]Change, error) {
-	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-	var changes []Change
-	note := func(kind, name string, before *string, after string) {
-		if before == nil || *before != after {
-			changes = append(changes, Change{Kind: kind, Name: name, Created: before == nil})
-		}
-	}
 	ns := *o.StatefulSet.Namespace
-
+	var changes []Change
+	secrets := cs.CoreV1().Secrets(ns)
 	for _, sec := range []*secretAC{o.SuperuserSecret, o.CredentialsSecret} {
-		before, err := rv(cs.CoreV1().Secrets(ns).Get(ctx, *sec.Name, metav1.GetOptions{}))
-		if err != nil {
-			return changes, fmt.Errorf("get secret %s: %w", *sec.Name, err)
+		if err := applyObject(ctx, &changes, "Secret", *sec.Name, secrets.Get, secrets.Apply, sec); err != nil {
+			return changes, err
 		}
-		got, err := cs.CoreV1().Secrets(ns).Apply(ctx, sec, opts)
-		if err != nil {
-			return changes, fmt.Errorf("apply secret %s: %w", *sec.Name, err)
-		}
-		note("Secret", got.Name, before, got.ResourceVersion)
 	}
-
-	before, err := rv(cs.CoreV1().ConfigMaps(ns).Get(ctx, *o.InitConfigMap.Name, metav1.GetOptions{}))
-	if err != nil {
-		return changes, fmt.Errorf("get configmap %s: %w", *o.InitConfigMap.Name, err)
+	cms := cs.CoreV1().ConfigMaps(ns)
+	if err := applyObject(ctx, &changes, "ConfigMap", *o.InitConfigMap.Name, cms.Get, cms.Apply, o.InitConfigMap); err != nil {
+		return changes, err
 	}
-	cm, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, o.InitConfigMap, opts)
-	if err != nil {
-		return changes, fmt.Errorf("apply configmap %s: %w", *o.InitConfigMap.Name, err)
-	}
-	note("ConfigMap", cm.Name, before, cm.ResourceVersion)
-
+	services := cs.CoreV1().Services(ns)
 	for _, svc := range []*serviceAC{o.HeadlessService, o.Service} {
-		before, err := rv(cs.CoreV1().Services(ns).Get(ctx, *svc.Name, metav1.GetOptions{}))
-		if err != nil {
-			return changes, fmt.Errorf("get service %s: %w", *svc.Name, err)
+		if err := applyObject(ctx, &changes, "Service", *svc.Name, services.Get, services.Apply, svc); err != nil {
+			return changes, err
 		}
-		got, err := cs.CoreV1().Services(ns).Apply(ctx, svc, opts)
-		if err != nil {
-			return changes, fmt.Errorf("apply service %s: %w", *svc.Name, err)
-		}
-		note("Service", got.Name, before, got.ResourceVersion)
 	}
+	nps := cs.NetworkingV1().NetworkPolicies(ns)
+	if err := applyObject(ctx, &changes, "NetworkPolicy", *o.NetworkPolicy.Name, nps.Get, nps.Apply, o.NetworkPolicy); err != nil {
+		return changes, err
+	}
+	stss := cs.AppsV1().StatefulSets(ns)
+	err := applyObject(ctx, &changes, "StatefulSet", *o.StatefulSet.Name, stss.Get, stss.Apply, o.StatefulSet)
+	return changes, err
+}
 
-	before, err = rv(cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, *o.NetworkPolicy.Name, metav1.GetOptions{}))
+// applyObject writes one object with server-side apply (stackblaze's field manager, taking
+// ownership of conflicting fields) and appends it to changes when it was created or its
+// resourceVersion moved, read with get before.
+func applyObject[AC any, T metaObject](ctx context.Context, changes *[]Change, kind, name string,
+	get func(context.Context, string, metav1.GetOptions) (T, error),
+	apply func(context.Context, AC, metav1.ApplyOptions) (T, error), ac AC) error {
+	before, err := rv(get(ctx, name, metav1.GetOptions{}))
 	if err != nil {
-		return changes, fmt.Errorf("get networkpolicy %s: %w", *o.NetworkPolicy.Name, err)
+		return fmt.Errorf("get %s %s: %w", strings.ToLower(kind), name, err)
 	}
-	np, err := cs.NetworkingV1().NetworkPolicies(ns).Apply(ctx, o.NetworkPolicy, opts)
+	got, err := apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 	if err != nil {
-		return changes, fmt.Errorf("apply networkpolicy %s: %w", *o.NetworkPolicy.Name, err)
+		return fmt.Errorf("apply %s %s: %w", strings.ToLower(kind), name, err)
 	}
-	note("NetworkPolicy", np.Name, before, np.ResourceVersion)
-
-	before, err = rv(cs.AppsV1().StatefulSets(ns).Get(ctx, *o.StatefulSet.Name, metav1.GetOptions{}))
-	if err != nil {
-		return changes, fmt.Errorf("get statefulset %s: %w", *o.StatefulSet.Name, err)
+	if after := got.GetResourceVersion(); before == nil || *before != after {
+		*changes = append(*changes, Change{Kind: kind, Name: name, Created: before == nil})
 	}
-	sts, err := cs.AppsV1().StatefulSets(ns).Apply(ctx, o.StatefulSet, opts)
-	if err != nil {
-		return changes, fmt.Errorf("apply statefulset %s: %w", *o.StatefulSet.Name, err)
-	}
-	note("StatefulSet", sts.Name, before, sts.ResourceVersion)
-	return changes, nil
+	return nil
 }
 
 type metaObject interface{ GetResourceVersion() string }

@@ -231,46 +231,24 @@ func backupJobLabels(name string) map[string]string {
 func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name string, sched BackupSchedule) ([]Change, error) {
 	n := BackupScheduleName(name)
 	labels := Labels(name)
-	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 	var changes []Change
-	note := func(kind string, before *string, after string) {
-		if before == nil || *before != after {
-			changes = append(changes, Change{Kind: kind, Name: n, Created: before == nil})
-		}
-	}
-
+	sas := cs.CoreV1().ServiceAccounts(ns)
 	sa := corev1ac.ServiceAccount(n, ns).WithLabels(labels).WithAutomountServiceAccountToken(false)
-	before, err := rv(cs.CoreV1().ServiceAccounts(ns).Get(ctx, n, metav1.GetOptions{}))
-	if err != nil {
-		return changes, fmt.Errorf("get serviceaccount %s: %w", n, err)
+	if err := applyObject(ctx, &changes, "ServiceAccount", n, sas.Get, sas.Apply, sa); err != nil {
+		return changes, err
 	}
-	gotSA, err := cs.CoreV1().ServiceAccounts(ns).Apply(ctx, sa, opts)
-	if err != nil {
-		return changes, fmt.Errorf("apply serviceaccount %s: %w", n, err)
-	}
-	note("ServiceAccount", before, gotSA.ResourceVersion)
-
+	roles := cs.RbacV1().Roles(ns)
 	role := rbacv1ac.Role(n, ns).WithLabels(labels).WithRules(BackupRoleRules(name)...)
-	if before, err = rv(cs.RbacV1().Roles(ns).Get(ctx, n, metav1.GetOptions{})); err != nil {
-		return changes, fmt.Errorf("get role %s: %w", n, err)
+	if err := applyObject(ctx, &changes, "Role", n, roles.Get, roles.Apply, role); err != nil {
+		return changes, err
 	}
-	gotRole, err := cs.RbacV1().Roles(ns).Apply(ctx, role, opts)
-	if err != nil {
-		return changes, fmt.Errorf("apply role %s: %w", n, err)
-	}
-	note("Role", before, gotRole.ResourceVersion)
-
+	rbs := cs.RbacV1().RoleBindings(ns)
 	rb := rbacv1ac.RoleBinding(n, ns).WithLabels(labels).
 		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(n)).
 		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(n).WithNamespace(ns))
-	if before, err = rv(cs.RbacV1().RoleBindings(ns).Get(ctx, n, metav1.GetOptions{})); err != nil {
-		return changes, fmt.Errorf("get rolebinding %s: %w", n, err)
+	if err := applyObject(ctx, &changes, "RoleBinding", n, rbs.Get, rbs.Apply, rb); err != nil {
+		return changes, err
 	}
-	gotRB, err := cs.RbacV1().RoleBindings(ns).Apply(ctx, rb, opts)
-	if err != nil {
-		return changes, fmt.Errorf("apply rolebinding %s: %w", n, err)
-	}
-	note("RoleBinding", before, gotRB.ResourceVersion)
 
 	container := corev1ac.Container().WithName("backup").WithImage(sched.Image).
 		WithImagePullPolicy(corev1.PullIfNotPresent).
@@ -303,15 +281,9 @@ func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name 
 							WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).
 								WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 							WithContainers(container))))))
-	if before, err = rv(cs.BatchV1().CronJobs(ns).Get(ctx, n, metav1.GetOptions{})); err != nil {
-		return changes, fmt.Errorf("get cronjob %s: %w", n, err)
-	}
-	gotCJ, err := cs.BatchV1().CronJobs(ns).Apply(ctx, cj, opts)
-	if err != nil {
-		return changes, fmt.Errorf("apply cronjob %s: %w", n, err)
-	}
-	note("CronJob", before, gotCJ.ResourceVersion)
-	return changes, nil
+	cjs := cs.BatchV1().CronJobs(ns)
+	err := applyObject(ctx, &changes, "CronJob", n, cjs.Get, cjs.Apply, cj)
+	return changes, err
 }
 
 // RestartPod deletes a database's pod and watches until its StatefulSet's replacement (another
