@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the test bed needs from the distribution's packages when it is missing:
-# PostgreSQL's server and client tools (initdb, postgres, psql, pg_dump, pgbench), and tmux with
-# bash-completion for the shell completion test.
+# Installs the distribution's packages that the test bed and the test suite need when they are
+# missing: PostgreSQL's server and client tools (initdb, postgres, psql, pg_dump, pgbench) for the
+# pod runner, pgBackRest and libfaketime (backups, and backdating them honestly in the retention
+# test), tmux with bash-completion (the shell completion test types TAB in a real bash), iproute2
+# and procps (ss and pgrep, for the test bed's own tests), and npm (node-pg-migrate).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 missing=()
@@ -9,8 +11,12 @@ missing=()
 command -v psql >/dev/null || missing+=(postgresql-client)
 id postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v tmux >/dev/null || missing+=(tmux)
-command -v pgbackrest >/dev/null || missing+=(pgbackrest libfaketime)
+command -v pgbackrest >/dev/null || missing+=(pgbackrest)
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
 [ -f /usr/share/bash-completion/bash_completion ] || missing+=(bash-completion)
+command -v ss >/dev/null || missing+=(iproute2)
+command -v pgrep >/dev/null || missing+=(procps)
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   log "missing packages: ${missing[*]}; install them (sudo apt-get install ${missing[*]}) and run again"

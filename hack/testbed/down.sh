@@ -12,9 +12,8 @@ if runner_alive; then
 fi
 rm -f "$TB/podrunner.pid"
 
-kwokctl=$(ls "${STACKBLAZE_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stackblaze/testbed}"/*/bin/kwokctl 2>/dev/null | head -n 1 || true)
-if [ -n "$kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$CLUSTER" ]; then
-  "$kwokctl" delete cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_PATH" >/dev/null 2>&1 || true
+if [ -x "$TB/bin/kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$CLUSTER" ]; then
+  "$TB/bin/kwokctl" delete cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_PATH" >/dev/null 2>&1 || true
 fi
 
 data=$(cat "$TB/data-root" 2>/dev/null || echo "$TB")

@@ -17,6 +17,7 @@ data=$(data_root)
 mkdir -p "$data/volumes" "$data/pods"
 chmod 755 "$data" "$data/volumes" "$data/pods"
 ln -sf "$bin/kubectl" "$TB/bin/kubectl"
+ln -sf "$bin/kwokctl" "$TB/bin/kwokctl" # for down.sh
 kubectl=("$TB/bin/kubectl" --kubeconfig "$KUBECONFIG_PATH")
 
 if ! apiserver_ready; then
@@ -66,10 +67,7 @@ if ! runner_alive; then
   echo $! > "$TB/podrunner.pid"
 fi
 # The default ServiceAccount must exist before pods can be created in "default".
-for _ in $(seq 1 100); do
-  "${kubectl[@]}" get serviceaccount default -n default >/dev/null 2>&1 && break
-  sleep 0.1
-done
+"${kubectl[@]}" wait --for=create serviceaccount/default -n default --timeout=30s >/dev/null
 runner_alive || { log "the pod runner exited; see $TB/podrunner.log"; exit 1; }
 
 cat >&2 <<MSG
