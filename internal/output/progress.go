@@ -49,41 +49,33 @@ func (p *Progress) Start(format string, args ...any) {
 
 // Done reports a finished step: "✔ msg".
 func (p *Progress) Done(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stopLocked()
-	if p.io.Decorated() {
-		fmt.Fprintf(p.io.ErrOut, "%s %s\n", p.theme.Success.Render("✔"), msg)
-		return
-	}
-	p.plain("✔ %s", msg)
+	p.line("✔", p.theme.Success.Render, format, args...)
 }
 
 // Info prints a line that is neither a step nor a warning.
 func (p *Progress) Info(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stopLocked()
-	if p.io.Decorated() {
-		fmt.Fprintf(p.io.ErrOut, "  %s\n", msg)
-		return
-	}
-	p.plain("  %s", msg)
+	p.line(" ", nil, format, args...)
 }
 
 // Warn prints "! msg".
 func (p *Progress) Warn(format string, args ...any) {
+	p.line("!", p.theme.Warning.Render, format, args...)
+}
+
+// line ends a running spinner and prints msg after a mark, styled by style on a terminal.
+func (p *Progress) line(mark string, style func(...string) string, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopLocked()
-	if p.io.Decorated() {
-		fmt.Fprintf(p.io.ErrOut, "%s %s\n", p.theme.Warning.Render("!"), msg)
+	if !p.io.Decorated() {
+		p.plain("%s %s", mark, msg)
 		return
 	}
-	p.plain("! %s", msg)
+	if style != nil {
+		mark = style(mark)
+	}
+	fmt.Fprintf(p.io.ErrOut, "%s %s\n", mark, msg)
 }
 
 // Stop removes a running spinner without printing anything.
