@@ -24,13 +24,14 @@ func TestOptionsAndEnv(t *testing.T) {
 	if _, ok := env["PGBACKREST_REPO1_TYPE"]; ok {
 		t.Error("repo1-type set without S3")
 	}
-	c.S3 = &S3{Bucket: "b", Endpoint: "s3.example", Region: "eu", Path: "/ns/mydb", SecretName: "s3creds"}
+	c.RepoPath = "/ns"
+	c.S3 = &S3{Bucket: "b", Endpoint: "s3.example", Region: "eu", SecretName: "s3creds"}
 	var secretRefs int
 	for _, e := range c.Env() {
 		if e.SecretName == "s3creds" {
 			secretRefs++
 		}
-		if e.Name == "PGBACKREST_REPO1_PATH" && e.Value != "/ns/mydb" {
+		if e.Name == "PGBACKREST_REPO1_PATH" && e.Value != "/ns" {
 			t.Errorf("S3 repo path %q", e.Value)
 		}
 	}

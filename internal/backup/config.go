@@ -27,9 +27,6 @@ type S3 struct {
 	Bucket   string `json:"bucket"`
 	Endpoint string `json:"endpoint"`
 	Region   string `json:"region"`
-	// Path is the repository's path in the bucket; databases sharing it are told apart by
-	// their stanzas.
-	Path string `json:"path"`
 	// URIStyle is "host" (the default) or "path" (MinIO and most self-hosted stores).
 	URIStyle   string `json:"uriStyle,omitempty"`
 	SecretName string `json:"secretName"`
@@ -50,8 +47,8 @@ type Config struct {
 	Stanza string
 	// PGDataPath is PostgreSQL's data directory (pg1-path).
 	PGDataPath string
-	// RepoPath is the repository (repo1-path) on the backup volume; the path in the bucket
-	// with S3.
+	// RepoPath is the repository (repo1-path) on the backup volume, or its path in the bucket
+	// with S3 (databases sharing a path are told apart by their stanzas).
 	RepoPath string
 	// LockPath holds pgBackRest's lock files (lock-path).
 	LockPath string
@@ -123,11 +120,6 @@ func (c Config) Options() []Option {
 		}
 		if s.CAFile != "" {
 			o = append(o, Option{"repo1-storage-ca-file", s.CAFile})
-		}
-		for i := range o {
-			if o[i].Name == "repo1-path" {
-				o[i].Value = s.Path
-			}
 		}
 	}
 	return o

@@ -126,7 +126,7 @@ func BackupConfigFor(s Spec) backup.Config {
 	c.LockPath = "/tmp/pgbackrest"
 	c.RepoPath = path.Join("/", s.S3.Prefix, s.Namespace)
 	c.S3 = &backup.S3{Bucket: s.S3.Bucket, Endpoint: s.S3.Endpoint, Region: s.S3.Region, URIStyle: s.S3.URIStyle,
-		Path: c.RepoPath, SecretName: s.S3.Secret}
+		SecretName: s.S3.Secret}
 	if s.S3.CAConfigMap != "" {
 		c.S3.CAFile = S3CAMountPath + "/ca.crt"
 	}
