@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -266,7 +265,6 @@ func WaitRollout(ctx context.Context, cs kubernetes.Interface, ns string, w Work
 		}
 		return err
 	}
-	sel := fields.OneTermEqualSelector("metadata.name", w.Name).String()
 	var (
 		lw   *cache.ListWatch
 		obj  runtime.Object
@@ -274,29 +272,11 @@ func WaitRollout(ctx context.Context, cs kubernetes.Interface, ns string, w Work
 	)
 	switch w.Kind {
 	case KindDeployment:
-		lw = &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.FieldSelector = sel
-				return cs.AppsV1().Deployments(ns).List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.FieldSelector = sel
-				return cs.AppsV1().Deployments(ns).Watch(ctx, o)
-			},
-		}
+		lw = listWatchByName(w.Name, cs.AppsV1().Deployments(ns).List, cs.AppsV1().Deployments(ns).Watch)
 		obj = &appsv1.Deployment{}
 		done = func(o runtime.Object) bool { d, ok := o.(*appsv1.Deployment); return ok && DeploymentRolledOut(d) }
 	case KindStatefulSet:
-		lw = &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.FieldSelector = sel
-				return cs.AppsV1().StatefulSets(ns).List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.FieldSelector = sel
-				return cs.AppsV1().StatefulSets(ns).Watch(ctx, o)
-			},
-		}
+		lw = listWatchByName(w.Name, cs.AppsV1().StatefulSets(ns).List, cs.AppsV1().StatefulSets(ns).Watch)
 		obj = &appsv1.StatefulSet{}
 		done = func(o runtime.Object) bool { s, ok := o.(*appsv1.StatefulSet); return ok && StatefulSetRolledOut(s) }
 	default:

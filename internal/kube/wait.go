@@ -17,15 +17,27 @@ import (
 )
 
 func podListWatch(cs kubernetes.Interface, ns, pod string) *cache.ListWatch {
-	sel := fields.OneTermEqualSelector("metadata.name", pod).String()
+	return listWatchByName(pod, cs.CoreV1().Pods(ns).List, cs.CoreV1().Pods(ns).Watch)
+}
+
+// listWatchByName lists and watches the one object called name, with a typed client's List and
+// Watch.
+func listWatchByName[L runtime.Object](name string,
+	list func(context.Context, metav1.ListOptions) (L, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) *cache.ListWatch {
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
-			return cs.CoreV1().Pods(ns).List(ctx, o)
+			l, err := list(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			return l, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = sel
-			return cs.CoreV1().Pods(ns).Watch(ctx, o)
+			return watchFn(ctx, o)
 		},
 	}
 }
