@@ -244,7 +244,7 @@ func run(ctx context.Context, o *Options) error {
 		if err != nil {
 			return err
 		}
-		now := time.Now()
+		now := o.Now()
 		rot = &kube.Rotation{ID: fmt.Sprintf("%d", now.UnixNano()), From: creds.Username, To: kube.StandbyRole(o.Name, creds.Username),
 			Password: pw, Phase: kube.PhasePending, Grace: o.Grace, Started: now, Holder: kube.DefaultIdentity()}
 		if err := kube.CreateRotation(ctx, cs, ns, o.Name, rot); err != nil {
@@ -369,7 +369,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	res.RolledOut = true
 	if rot.RolledOutAt.IsZero() {
-		rot.RolledOutAt = time.Now()
+		rot.RolledOutAt = o.Now()
 		rot.Phase = kube.PhaseRolledOut
 		if err := kube.UpdateRotation(ctx, cs, ns, o.Name, rot); err != nil {
 			return kerr(err)
@@ -377,7 +377,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	o.step(StepRolledOut)
 
-	if wait := time.Until(rot.RolledOutAt.Add(rot.Grace)); wait > 0 {
+	if wait := rot.RolledOutAt.Add(rot.Grace).Sub(o.Now()); wait > 0 {
 		prog.Start("Grace period: the old login %s stays valid for %s", rot.From, wait.Round(time.Second))
 		timer := time.NewTimer(wait)
 		select {
