@@ -3,7 +3,6 @@ package delete
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -47,16 +46,9 @@ On a terminal delete asks first; elsewhere (or when CI is set) it needs --yes.`)
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if f.Config != nil {
-				opts.Yes = opts.Yes || f.Config.Yes
-			}
-			if !opts.Yes && !opts.IO.CanPrompt() {
-				why := "stdin is not a terminal"
-				if opts.IO.CI() {
-					why = "CI is set"
-				}
-				return cmdutil.UsageErrorf("refusing to delete database %s without confirmation: %s", opts.Name, why).
-					WithHint("add --yes to delete it")
+			opts.Yes = cmdutil.AssumeYes(f, opts.Yes)
+			if err := confirmation(opts.Name).Refuse(opts.IO, opts.Yes); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(opts)
@@ -68,6 +60,14 @@ On a terminal delete asks first; elsewhere (or when CI is set) it needs --yes.`)
 	cmd.Flags().BoolVar(&opts.NoWait, "no-wait", false, "return without waiting for the pod to stop")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the pod to stop")
 	return cmd
+}
+
+func confirmation(name string) cmdutil.Confirmation {
+	return cmdutil.Confirmation{
+		Action:   "delete database " + name,
+		Hint:     "add --yes to delete it",
+		Declined: "not deleted: no confirmation",
+	}
 }
 
 // Result is what delete reports.
@@ -87,18 +87,12 @@ func run(ctx context.Context, o *Options) error {
 	if err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
-	if !o.Yes {
-		q := fmt.Sprintf("Delete database %s in namespace %s (the volume is kept)?", o.Name, c.Namespace)
-		if o.DeleteData {
-			q = fmt.Sprintf("Delete database %s in namespace %s AND ITS DATA?", o.Name, c.Namespace)
-		}
-		ok, err := o.IO.Confirm(q)
-		if err != nil && !errors.Is(err, output.ErrNoAnswer) {
-			return err
-		}
-		if !ok {
-			return cmdutil.Errorf(cmdutil.ExitError, "not deleted: no confirmation")
-		}
+	q := fmt.Sprintf("Delete database %s in namespace %s (the volume is kept)?", o.Name, c.Namespace)
+	if o.DeleteData {
+		q = fmt.Sprintf("Delete database %s in namespace %s AND ITS DATA?", o.Name, c.Namespace)
+	}
+	if err := confirmation(o.Name).Ask(o.IO, o.Yes, q); err != nil {
+		return err
 	}
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()

@@ -30,6 +30,8 @@ type Options struct {
 	Ready func(Result)
 	// Logf receives the tunnel's diagnostics (with -v: connections that failed, pods replaced).
 	Logf func(format string, args ...any)
+	// WaitReady waits until PostgreSQL accepts a login (nil: pg.WaitReady; tests replace it).
+	WaitReady func(ctx context.Context, connString string) error
 }
 
 // Result describes the running proxy.
@@ -100,8 +102,12 @@ func runProxy(ctx context.Context, o *Options) error {
 		return cmdutil.KubeError(fmt.Errorf("open a tunnel to %s: %w", o.Name, err), scope)
 	}
 	defer t.Close()
-	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	err = pg.WaitReady(wctx, kube.LocalURL(creds, t.Port()))
+	waitReady := o.WaitReady
+	if waitReady == nil {
+		waitReady = pg.WaitReady
+	}
+	wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
+	err = waitReady(wctx, kube.LocalURL(creds, t.Port()))
 	cancel()
 	if err != nil {
 		prog.Stop()

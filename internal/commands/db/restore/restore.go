@@ -80,19 +80,16 @@ anything fails before the restart the database keeps running untouched.`,
 						WithHint("leave out --into to restore %s in place, or give a new name", opts.Name)
 				}
 			}
+			opts.Yes = cmdutil.AssumeYes(f, opts.Yes)
 			if f.Config != nil {
-				opts.Yes = opts.Yes || f.Config.Yes
 				opts.DNSZone = f.Config.DNSZone
 				opts.ImageRepository = f.Config.ImageRepository
 				opts.S3 = f.Config.BackupS3()
 			}
-			if opts.Into == "" && !opts.Yes && !opts.IO.CanPrompt() {
-				why := "stdin is not a terminal"
-				if opts.IO.CI() {
-					why = "CI is set"
+			if opts.Into == "" {
+				if err := confirmation(opts.Name).Refuse(opts.IO, opts.Yes); err != nil {
+					return err
 				}
-				return cmdutil.UsageErrorf("refusing to restore database %s in place without confirmation: %s", opts.Name, why).
-					WithHint("add --yes to restore it (a safety backup is taken first)")
 			}
 			if runF != nil {
 				return runF(opts)
@@ -106,6 +103,15 @@ anything fails before the restart the database keeps running untouched.`,
 	cmd.Flags().StringVar(&opts.Into, "into", "", "restore into a new database of this name (the source keeps running)")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "restore in place without asking")
 	return cmd
+}
+
+// confirmation is what restoring in place needs (--into only reads the source).
+func confirmation(name string) cmdutil.Confirmation {
+	return cmdutil.Confirmation{
+		Action:   "restore database " + name + " in place",
+		Hint:     "add --yes to restore it (a safety backup is taken first)",
+		Declined: "restore cancelled",
+	}
 }
 
 // Result is what restore prints.
@@ -170,14 +176,8 @@ func run(ctx context.Context, o *Options) error {
 	if o.Into != "" {
 		return runInto(ctx, o, t, restore, res, start)
 	}
-	if !o.Yes {
-		ok, err := o.IO.Confirm(fmt.Sprintf("Restore %s in place? Its current data is replaced (a safety backup is taken first)", o.Name))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return cmdutil.Errorf(cmdutil.ExitError, "restore cancelled")
-		}
+	if err := confirmation(o.Name).Ask(o.IO, o.Yes, fmt.Sprintf("Restore %s in place? Its current data is replaced (a safety backup is taken first)", o.Name)); err != nil {
+		return err
 	}
 	prog.Start("Taking a safety backup of %s", o.Name)
 	safety, err := t.Take(ctx, bk.TypeFull)

@@ -101,9 +101,7 @@ stackblaze db rotate-credentials mydb --yes -o json --show-password`,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if f.Config != nil {
-				opts.Yes = opts.Yes || f.Config.Yes
-			}
+			opts.Yes = cmdutil.AssumeYes(f, opts.Yes)
 			switch {
 			case opts.Grace < 0:
 				return cmdutil.UsageErrorf("--grace must not be negative")
@@ -115,13 +113,8 @@ stackblaze db rotate-credentials mydb --yes -o json --show-password`,
 				return cmdutil.UsageErrorf("--show-password needs -o json").
 					WithHint("the password is printed only in the JSON document, never in text output")
 			}
-			if !opts.Yes && !opts.IO.CanPrompt() {
-				why := "stdin is not a terminal"
-				if opts.IO.CI() {
-					why = "CI is set"
-				}
-				return cmdutil.UsageErrorf("refusing to rotate the credentials of %s without confirmation (it restarts the attached workloads): %s", opts.Name, why).
-					WithHint("add --yes to rotate them")
+			if err := confirmation(opts.Name).Refuse(opts.IO, opts.Yes); err != nil {
+				return err
 			}
 			if step := os.Getenv(CrashEnv); step != "" {
 				opts.AfterStep = func(s string) {
@@ -145,6 +138,15 @@ stackblaze db rotate-credentials mydb --yes -o json --show-password`,
 	cmd.Flags().DurationVar(&opts.LockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another rotation of the database to finish")
 	cmd.Flags().DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "how long the lock outlives a run that stopped renewing it (crashed)")
 	return cmd
+}
+
+func confirmation(name string) cmdutil.Confirmation {
+	return cmdutil.Confirmation{
+		Action:   "rotate the credentials of " + name,
+		Effect:   "it restarts the attached workloads",
+		Hint:     "add --yes to rotate them",
+		Declined: "not rotated: no confirmation",
+	}
 }
 
 // Result is what rotate-credentials reports.
@@ -185,22 +187,16 @@ func run(ctx context.Context, o *Options) error {
 		return kerr(err)
 	}
 	workloads := kube.AttachedWorkloads(attached)
-	if !o.Yes {
-		what := "no attached workloads"
-		if len(workloads) > 0 {
-			names := make([]string, len(workloads))
-			for i, w := range workloads {
-				names[i] = w.String()
-			}
-			what = "restarts " + strings.Join(names, ", ")
+	what := "no attached workloads"
+	if len(workloads) > 0 {
+		names := make([]string, len(workloads))
+		for i, w := range workloads {
+			names[i] = w.String()
 		}
-		ok, err := o.IO.Confirm(fmt.Sprintf("Rotate the credentials of %s in namespace %s (%s)?", o.Name, ns, what))
-		if err != nil && !errors.Is(err, output.ErrNoAnswer) {
-			return err
-		}
-		if !ok {
-			return cmdutil.Errorf(cmdutil.ExitError, "not rotated: no confirmation")
-		}
+		what = "restarts " + strings.Join(names, ", ")
+	}
+	if err := confirmation(o.Name).Ask(o.IO, o.Yes, fmt.Sprintf("Rotate the credentials of %s in namespace %s (%s)?", o.Name, ns, what)); err != nil {
+		return err
 	}
 
 	prog := o.IO.NewProgress(o.Now)
@@ -248,7 +244,7 @@ func run(ctx context.Context, o *Options) error {
 		if err != nil {
 			return err
 		}
-		now := time.Now()
+		now := o.Now()
 		rot = &kube.Rotation{ID: fmt.Sprintf("%d", now.UnixNano()), From: creds.Username, To: kube.StandbyRole(o.Name, creds.Username),
 			Password: pw, Phase: kube.PhasePending, Grace: o.Grace, Started: now, Holder: kube.DefaultIdentity()}
 		if err := kube.CreateRotation(ctx, cs, ns, o.Name, rot); err != nil {
@@ -373,7 +369,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	res.RolledOut = true
 	if rot.RolledOutAt.IsZero() {
-		rot.RolledOutAt = time.Now()
+		rot.RolledOutAt = o.Now()
 		rot.Phase = kube.PhaseRolledOut
 		if err := kube.UpdateRotation(ctx, cs, ns, o.Name, rot); err != nil {
 			return kerr(err)
@@ -381,7 +377,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	o.step(StepRolledOut)
 
-	if wait := time.Until(rot.RolledOutAt.Add(rot.Grace)); wait > 0 {
+	if wait := rot.RolledOutAt.Add(rot.Grace).Sub(o.Now()); wait > 0 {
 		prog.Start("Grace period: the old login %s stays valid for %s", rot.From, wait.Round(time.Second))
 		timer := time.NewTimer(wait)
 		select {

@@ -110,6 +110,8 @@ type ConnectOptions struct {
 	Timeout    time.Duration
 	// BeforeTunnel runs once the database is resolved (migrate takes its lock there).
 	BeforeTunnel func(ctx context.Context, c *kube.Client, name string, prog *output.Progress) error
+	// WaitReady waits until PostgreSQL accepts a login (nil: pg.WaitReady; tests replace it).
+	WaitReady func(ctx context.Context, connString string) error
 }
 
 // Session is a resolved database with an open, ready tunnel.
@@ -183,11 +185,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Session, error) {
 			return nil, err
 		}
 	}
-	timeout := o.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
+	wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
 	defer cancel()
 	prog.Start("Opening a tunnel to %s", kube.PodName(name))
 	// The tunnel lives until Close, not until ctx: a Ctrl-C goes to the command first, and the
@@ -200,7 +198,11 @@ func Connect(ctx context.Context, o ConnectOptions) (*Session, error) {
 	s := &Session{Client: c, Name: name, Credentials: creds, Tunnel: t, Progress: prog, IO: o.IO, now: o.Now}
 	prog.Done("Tunnel open on %s", t.Addr())
 	prog.Start("Waiting for the database to accept connections")
-	if err := pg.WaitReady(wctx, kube.LocalURL(creds, t.Port())); err != nil {
+	waitReady := o.WaitReady
+	if waitReady == nil {
+		waitReady = pg.WaitReady
+	}
+	if err := waitReady(wctx, kube.LocalURL(creds, t.Port())); err != nil {
 		prog.Stop()
 		s.Close()
 		code := cmdutil.ExitError

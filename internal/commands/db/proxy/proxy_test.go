@@ -1,0 +1,73 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+
+	"github.com/stackblaze/stackblaze/internal/commands/cmdtest"
+	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/kube"
+)
+
+// --timeout 0 means no deadline, as in the other commands that wait.
+func TestProxyTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		timeout      time.Duration
+		wantDeadline bool
+	}{
+		{0, false},
+		{-time.Second, false},
+		{30 * time.Second, true},
+	} {
+		labels := kube.Labels("mydb")
+		labels["statefulset.kubernetes.io/pod-name"] = kube.PodName("mydb")
+		cs := fake.NewClientset(
+			&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "mydb", Namespace: "shop", Labels: kube.Labels("mydb")}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: kube.CredentialsSecretName("mydb"), Namespace: "shop"},
+				Data: map[string][]byte{"username": []byte("mydb"), "password": []byte("pw"), "database": []byte("mydb")}},
+			// Not ready: the tunnel opens without a port-forward.
+			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: kube.PodName("mydb"), Namespace: "shop", Labels: labels},
+				Status: corev1.PodStatus{Phase: corev1.PodPending}},
+		)
+		e := cmdtest.New(t, false, cs, "shop")
+		kc := func() (*kube.Client, error) {
+			c, err := e.F.Kube()
+			if c != nil {
+				c.REST = &rest.Config{Host: "https://127.0.0.1:1"}
+			}
+			return c, err
+		}
+		var hasDeadline, called bool
+		err := runProxy(context.Background(), &Options{
+			IO: e.F.IO, Kube: kc, Now: e.F.Now, Name: "mydb", Timeout: tc.timeout,
+			Logf:  func(string, ...any) {},
+			Ready: func(Result) { t.Error("the proxy is ready without a database") },
+			WaitReady: func(ctx context.Context, _ string) error {
+				called = true
+				_, hasDeadline = ctx.Deadline()
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return errors.New("stop here")
+			},
+		})
+		if !called {
+			t.Fatalf("--timeout %s: WaitReady not called: %v", tc.timeout, err)
+		}
+		if hasDeadline != tc.wantDeadline {
+			t.Errorf("--timeout %s: deadline %v, want %v", tc.timeout, hasDeadline, tc.wantDeadline)
+		}
+		if code := cmdutil.ExitCode(err); code != cmdutil.ExitError {
+			t.Errorf("--timeout %s: exit %d (%v), want %d", tc.timeout, code, err, cmdutil.ExitError)
+		}
+	}
+}
