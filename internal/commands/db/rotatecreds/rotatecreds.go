@@ -284,7 +284,7 @@ func run(ctx context.Context, o *Options) error {
 		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("database %s: %w", o.Name, err)}).
 			WithHint("check it with `stackblaze db status %s`; the rotation is recorded, run again to finish it", o.Name)
 	}
-	conn, err := pg.ConnectAdmin(tctx, admin)
+	conn, err := pg.Connect(tctx, admin)
 	if err != nil {
 		prog.Stop()
 		return err
@@ -394,7 +394,7 @@ func run(ctx context.Context, o *Options) error {
 		prog.Done("Grace period of %s over", rot.Grace)
 	}
 	// A fresh connection: the grace period may have outlasted the first one's idle timeouts.
-	rconn, err := pg.ConnectAdmin(ctx, admin)
+	rconn, err := pg.Connect(ctx, admin)
 	if err != nil {
 		return err
 	}
