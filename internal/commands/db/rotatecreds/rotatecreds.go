@@ -205,30 +205,13 @@ func run(ctx context.Context, o *Options) error {
 
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
-	lease := kube.LockName(o.Name, "rotate")
-	lock, err := kube.AcquireLock(ctx, cs, ns, lease, kube.Labels(o.Name), kube.LockOptions{
-		Duration: o.LeaseDuration, Wait: o.LockTimeout,
-		OnWait: func(holder string, since time.Time) {
-			prog.Start("Waiting up to %s for the rotation lock: held by %s since %s", o.LockTimeout, holder, since.UTC().Format(time.RFC3339))
-		},
-	})
-	var held *kube.LockHeldError
-	if errors.As(err, &held) {
-		prog.Stop()
-		return cmdutil.Errorf(cmdutil.ExitLockHeld, "another rotation of %s is running: %s holds the lock since %s",
-			o.Name, held.Holder, held.Since.UTC().Format(time.RFC3339)).
-			WithHint("wait for it to finish; a crashed run's lock expires %s after its last renewal", o.LeaseDuration)
-	}
+	lock, err := cmdutil.AcquireLock(ctx, prog, c, o.Name, cmdutil.LockRequest{
+		Operation: "rotate", Noun: "rotation", Duration: o.LeaseDuration, Wait: o.LockTimeout,
+		Hint: fmt.Sprintf("wait for it to finish; a crashed run's lock expires %s after its last renewal", o.LeaseDuration)})
 	if err != nil {
-		prog.Stop()
-		return kerr(err)
+		return err
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = lock.Release(rctx)
-	}()
-	prog.Done("Rotation lock acquired (lease %s)", lease)
+	defer lock.Release()
 
 	res := &Result{Database: o.Name, Namespace: ns, Secret: kube.CredentialsSecretName(o.Name), Restarted: []string{}}
 	creds, err := kube.ReadCredentials(ctx, cs, ns, o.Name)
