@@ -254,19 +254,19 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return kerr(err)
 	}
-	prog.Start("Opening a tunnel to %s", kube.PodName(o.Name))
-	t, err := o.OpenTunnel(context.WithoutCancel(ctx), c, ns, kube.PodName(o.Name), kube.Port)
+	t, err := cmdutil.OpenReadyTunnel(tctx, cmdutil.ReadyTunnel{
+		Progress: prog, Scope: scope, Target: kube.PodName(o.Name),
+		Login: kube.Credentials{Username: "postgres", Password: su, Database: "postgres"},
+		Hint:  "; the rotation is recorded, run again to finish it",
+		Open: func() (cmdutil.Tunnel, error) {
+			return o.OpenTunnel(context.WithoutCancel(ctx), c, ns, kube.PodName(o.Name), kube.Port)
+		},
+	})
 	if err != nil {
-		prog.Stop()
-		return kerr(fmt.Errorf("open a tunnel to %s: %w", kube.PodName(o.Name), err))
+		return err
 	}
 	defer t.Close()
 	admin := pg.Login{Host: "127.0.0.1", Port: t.Port(), User: "postgres", Password: su, Database: "postgres"}
-	if err := pg.WaitReady(tctx, kube.LocalURL(kube.Credentials{Username: admin.User, Password: su, Database: admin.Database}, t.Port())); err != nil {
-		prog.Stop()
-		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("database %s: %w", o.Name, err)}).
-			WithHint("check it with `stackblaze db status %s`; the rotation is recorded, run again to finish it", o.Name)
-	}
 	conn, err := pg.Connect(tctx, admin)
 	if err != nil {
 		prog.Stop()
