@@ -14,12 +14,7 @@ func TestWaitReadyNeverShowsPassword(t *testing.T) {
 	t.Parallel()
 	const secret = "s3cr3t-Pa55word"
 	// A port with nothing listening: every attempt fails until the context ends.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := unusedPort(t)
 
 	tests := []struct {
 		name, conn string
@@ -64,19 +59,26 @@ func TestScrub(t *testing.T) {
 
 func TestCheckLoginRetriesUntilContextEnds(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := unusedPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 	defer cancel()
-	err = CheckLogin(ctx, Login{Host: "127.0.0.1", Port: port, User: "app", Password: "s3cr3t", Database: "app"})
+	err := CheckLogin(ctx, Login{Host: "127.0.0.1", Port: port, User: "app", Password: "s3cr3t", Database: "app"})
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrAuth) {
 		t.Fatalf("error %v: want the context's error, not ErrAuth", err)
 	}
 	if want := "login as app at 127.0.0.1:" + strconv.Itoa(port); !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("error %q does not start with %q and name the last failure", err, want)
 	}
+}
+
+// unusedPort is a port on 127.0.0.1 that nothing listens on.
+func unusedPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	return port
 }

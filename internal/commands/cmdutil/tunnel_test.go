@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,24 +15,34 @@ import (
 	"github.com/stackblaze/stackblaze/internal/output"
 )
 
-// deadTunnel is a tunnel to a port nothing listens on: the database never answers.
+// deadTunnel is a tunnel to a server that never accepts a login.
 type deadTunnel struct {
 	port   int
 	closed *bool
 }
 
-func (d deadTunnel) Addr() string { return "127.0.0.1:" + strconv.Itoa(d.port) }
+func (d deadTunnel) Addr() string { return "127.0.0.1:" + fmt.Sprint(d.port) }
 func (d deadTunnel) Port() int    { return d.port }
 func (d deadTunnel) Close() error { *d.closed = true; return nil }
 
 func TestOpenReadyTunnelFails(t *testing.T) {
 	t.Parallel()
+	// A server that hangs up on every connection: no login ever succeeds.
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
 	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
 	clock := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 	const ts = "2026-01-02T03:04:05Z "
 
@@ -45,7 +55,7 @@ func TestOpenReadyTunnelFails(t *testing.T) {
 		hint     string
 	}{
 		{"steps, own timeout", true, 500 * time.Millisecond, cmdutil.ExitTimeout,
-			ts + "Opening a tunnel to app-0 ...\n" + ts + "✔ Tunnel open on 127.0.0.1:" + strconv.Itoa(port) + "\n" +
+			ts + "Opening a tunnel to app-0 ...\n" + ts + "✔ Tunnel open on 127.0.0.1:" + fmt.Sprint(port) + "\n" +
 				ts + "Waiting for the database to accept connections ...\n" + ts + "✔ Tunnel closed\n",
 			"check it with `stackblaze db status app`"},
 		{"quiet, caller's timeout", false, 0, cmdutil.ExitError, ts + "Opening a tunnel to app-0 ...\n",
