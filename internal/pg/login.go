@@ -35,13 +35,18 @@ func (l Login) config() (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
-// Connect opens a connection with l (the password on the config, never in a string).
+// Connect logs in with l (the password on the config, never in a string) and returns the
+// connection. Its error names the role and the address, never the password.
 func Connect(ctx context.Context, l Login) (*pgx.Conn, error) {
 	cfg, err := l.config()
 	if err != nil {
 		return nil, err
 	}
-	return pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("log in as %s at %s: %s", l.User, addr(l), scrub(err.Error(), l.Password))
+	}
+	return conn, nil
 }
 
 // ErrAuth is returned when the server rejected the login (wrong password, no such role or
@@ -60,49 +65,48 @@ func CheckLogin(ctx context.Context, l Login) error {
 	if err != nil {
 		return err
 	}
-	delay := 100 * time.Millisecond
-	var last error
 	var firstAuth time.Time
-	for {
-		last = tryLogin(ctx, cfg)
-		if last == nil {
-			return nil
+	last, _, ctxEnded := retryLogin(ctx, cfg, func(err error) bool {
+		if !refused(err) {
+			return false
 		}
-		if errors.Is(last, ErrAuth) {
-			if firstAuth.IsZero() {
-				firstAuth = time.Now()
-			} else if time.Since(firstAuth) > AuthGrace {
-				return fmt.Errorf("login as %s at %s: %w", l.User, addr(l), last)
-			}
+		if firstAuth.IsZero() {
+			firstAuth = time.Now()
+			return false
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("login as %s at %s: %w (last error: %v)", l.User, addr(l), ctx.Err(), last)
-		case <-t.C:
-		}
-		if delay < 2*time.Second {
-			delay *= 2
-		}
+		return time.Since(firstAuth) > AuthGrace
+	})
+	switch {
+	case last == nil:
+		return nil
+	case ctxEnded:
+		return fmt.Errorf("login as %s at %s: %w (last error: %v)", l.User, addr(l), ctx.Err(), authError(last))
+	default:
+		return fmt.Errorf("login as %s at %s: %w", l.User, addr(l), authError(last))
 	}
 }
 
 func addr(l Login) string { return l.Host + ":" + strconv.Itoa(l.Port) }
 
-func tryLogin(ctx context.Context, cfg *pgx.ConnConfig) error {
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
-			switch pgErr.Code {
-			case "28P01", "28000", "3D000": // invalid_password, invalid_authorization_specification, invalid_catalog_name
-				return fmt.Errorf("%w: %s (SQLSTATE %s)", ErrAuth, pgErr.Message, pgErr.Code)
-			}
-		}
-		return err
+// refused reports whether the server turned the login down (wrong password, no such role or
+// database), as opposed to not answering.
+func refused(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
 	}
-	defer conn.Close(context.Background())
-	var one int
-	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+	switch pgErr.Code {
+	case "28P01", "28000", "3D000": // invalid_password, invalid_authorization_specification, invalid_catalog_name
+		return true
+	}
+	return false
+}
+
+// authError wraps a refused login in ErrAuth; other errors are returned as they are.
+func authError(err error) error {
+	var pgErr *pgconn.PgError
+	if refused(err) && errors.As(err, &pgErr) {
+		return fmt.Errorf("%w: %s (SQLSTATE %s)", ErrAuth, pgErr.Message, pgErr.Code)
+	}
+	return err
 }

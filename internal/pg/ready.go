@@ -26,28 +26,44 @@ func WaitReady(ctx context.Context, connString string) error {
 		// pgx's parse errors quote the connection string (redacted on a best-effort basis only).
 		return errors.New("wait for PostgreSQL: the connection string is not valid (not shown: it may contain a password)")
 	}
-	where := readyWhere(cfg)
+	last, attempts, _ := retryLogin(ctx, cfg, nil)
+	if last == nil {
+		return nil
+	}
+	return &notReadyError{
+		msg:   fmt.Sprintf("PostgreSQL at %s did not accept a login after %d attempts: %s", readyWhere(cfg), attempts, scrub(last.Error(), cfg.Password)),
+		cause: ctx.Err(),
+	}
+}
+
+// retryLogin is the login loop of WaitReady and CheckLogin: it logs in with cfg and runs SELECT 1
+// until that works, retrying with backoff (100ms doubling to 2s) until ctx ends or giveUp (when
+// given) says that a failure is final. It returns nil, or the last failure, the number of
+// attempts, and whether ctx ended the loop (as opposed to giveUp).
+func retryLogin(ctx context.Context, cfg *pgx.ConnConfig, giveUp func(error) bool) (last error, attempts int, ctxEnded bool) {
 	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		last := readyTry(ctx, cfg)
+	for attempts = 1; ; attempts++ {
+		last = loginOnce(ctx, cfg)
 		if last == nil {
-			return nil
+			return nil, attempts, false
+		}
+		if giveUp != nil && giveUp(last) {
+			return last, attempts, false
 		}
 		timer := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return &notReadyError{
-				msg:   fmt.Sprintf("PostgreSQL at %s did not accept a login after %d attempts: %s", where, attempt, scrub(last.Error(), cfg.Password)),
-				cause: ctx.Err(),
-			}
+			return last, attempts, true
 		case <-timer.C:
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
 }
 
-func readyTry(ctx context.Context, cfg *pgx.ConnConfig) error {
+// loginOnce logs in once with cfg and runs SELECT 1. Without a connect_timeout in cfg, the attempt
+// is bounded by readyAttemptTimeout.
+func loginOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 	attemptCtx := ctx
 	if cfg.ConnectTimeout == 0 {
 		var cancel context.CancelFunc

@@ -14,12 +14,7 @@ func TestWaitReadyNeverShowsPassword(t *testing.T) {
 	t.Parallel()
 	const secret = "s3cr3t-Pa55word"
 	// A port with nothing listening: every attempt fails until the context ends.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := unusedPort(t)
 
 	tests := []struct {
 		name, conn string
@@ -60,4 +55,30 @@ func TestScrub(t *testing.T) {
 	if strings.Contains(got, "p@ss") || strings.Contains(got, "p%40ss") {
 		t.Fatalf("scrub left the password in %q", got)
 	}
+}
+
+func TestCheckLoginRetriesUntilContextEnds(t *testing.T) {
+	t.Parallel()
+	port := unusedPort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	err := CheckLogin(ctx, Login{Host: "127.0.0.1", Port: port, User: "app", Password: "s3cr3t", Database: "app"})
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrAuth) {
+		t.Fatalf("error %v: want the context's error, not ErrAuth", err)
+	}
+	if want := "login as app at 127.0.0.1:" + strconv.Itoa(port); !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("error %q does not start with %q and name the last failure", err, want)
+	}
+}
+
+// unusedPort is a port on 127.0.0.1 that nothing listens on.
+func unusedPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	return port
 }

@@ -9,19 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ConnectAdmin logs in (as the superuser, for role changes) and returns the connection.
-func ConnectAdmin(ctx context.Context, l Login) (*pgx.Conn, error) {
-	cfg, err := l.config()
-	if err != nil {
-		return nil, err
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("log in as %s at %s: %s", l.User, addr(l), scrub(err.Error(), l.Password))
-	}
-	return conn, nil
-}
-
 func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
@@ -107,7 +94,7 @@ func TryLogin(ctx context.Context, l Login) error {
 	if err != nil {
 		return err
 	}
-	if err := tryLogin(ctx, cfg); err != nil {
+	if err := authError(loginOnce(ctx, cfg)); err != nil {
 		if errors.Is(err, ErrAuth) {
 			return fmt.Errorf("login as %s at %s: %w", l.User, addr(l), err)
 		}

@@ -5,6 +5,7 @@ package migrate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -83,16 +84,8 @@ stackblaze db migrate mydb --no-wait -- npx knex migrate:latest`,
 }
 
 func runMigrate(ctx context.Context, o *Options) error {
-	var lock *kube.Lock
-	release := func() {
-		if lock != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			_ = lock.Release(rctx)
-			lock = nil
-		}
-	}
-	defer release()
+	var lock *cmdutil.Lock
+	defer func() { lock.Release() }()
 	s, err := run.Connect(ctx, run.ConnectOptions{
 		IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, Now: o.Now, Config: o.Config(), Name: o.Name, Timeout: o.Timeout,
 		BeforeTunnel: func(ctx context.Context, c *kube.Client, name string, prog *output.Progress) error {
@@ -127,39 +120,18 @@ func runMigrate(ctx context.Context, o *Options) error {
 		}
 	}
 	s.Close()
-	release()
+	lock.Release()
 	return res.Finish(o.IO)
 }
 
-func acquire(ctx context.Context, c *kube.Client, name string, o *Options, prog *output.Progress) (*kube.Lock, error) {
-	wait := o.LockTimeout
+func acquire(ctx context.Context, c *kube.Client, name string, o *Options, prog *output.Progress) (*cmdutil.Lock, error) {
+	r := cmdutil.LockRequest{Operation: "migrate", Noun: "migration", Duration: o.LeaseDuration, Wait: o.LockTimeout,
+		Hint: fmt.Sprintf("gave up after --lock-timeout %s; a crashed run's lock expires %s after its last renewal", o.LockTimeout, o.LeaseDuration)}
 	if o.NoWait {
-		wait = 0
+		r.Wait = 0
+		r.Hint = "wait for it to finish, or run without --no-wait to queue behind it (--lock-timeout)"
 	}
-	lease := kube.LockName(name, "migrate")
-	l, err := kube.AcquireLock(ctx, c.Clientset, c.Namespace, lease, kube.Labels(name), kube.LockOptions{
-		Duration: o.LeaseDuration,
-		Wait:     wait,
-		OnWait: func(holder string, since time.Time) {
-			prog.Start("Waiting up to %s for the migration lock: held by %s since %s", wait, holder, since.UTC().Format(time.RFC3339))
-		},
-	})
-	var held *kube.LockHeldError
-	if errors.As(err, &held) {
-		prog.Stop()
-		e := cmdutil.Errorf(cmdutil.ExitLockHeld, "another migration of %s is running: %s holds the lock since %s",
-			name, held.Holder, held.Since.UTC().Format(time.RFC3339))
-		if o.NoWait {
-			return nil, e.WithHint("wait for it to finish, or run without --no-wait to queue behind it (--lock-timeout)")
-		}
-		return nil, e.WithHint("gave up after --lock-timeout %s; a crashed run's lock expires %s after its last renewal", wait, o.LeaseDuration)
-	}
-	if err != nil {
-		prog.Stop()
-		return nil, cmdutil.KubeError(err, cmdutil.ScopeOf(c, name))
-	}
-	prog.Done("Migration lock acquired (lease %s)", lease)
-	return l, nil
+	return cmdutil.AcquireLock(ctx, prog, c, name, r)
 }
 
 func readMigrations(ctx context.Context, s *run.Session) (*pg.MigrationState, error) {

@@ -12,7 +12,6 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
-	"github.com/stackblaze/stackblaze/internal/pg"
 	"github.com/stackblaze/stackblaze/internal/tunnel"
 )
 
@@ -94,25 +93,17 @@ func runProxy(ctx context.Context, o *Options) error {
 	}
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
-	prog.Start("Opening a tunnel to %s", o.Name)
-	t, err := tunnel.Open(ctx, tunnel.Config{REST: c.REST, Client: c.Clientset, LocalPort: o.Port, Logf: o.Logf},
-		tunnel.Target{Namespace: c.Namespace, Selector: kube.ManagedSelector(o.Name) + ",statefulset.kubernetes.io/pod-name=" + kube.PodName(o.Name), Port: kube.Port})
+	t, err := cmdutil.OpenReadyTunnel(ctx, cmdutil.ReadyTunnel{
+		Progress: prog, Scope: scope, Target: o.Name, Login: creds, Timeout: o.Timeout, WaitReady: o.WaitReady,
+		Open: func() (cmdutil.Tunnel, error) {
+			return tunnel.Open(ctx, tunnel.Config{REST: c.REST, Client: c.Clientset, LocalPort: o.Port, Logf: o.Logf},
+				tunnel.Target{Namespace: c.Namespace, Selector: kube.ManagedSelector(o.Name) + ",statefulset.kubernetes.io/pod-name=" + kube.PodName(o.Name), Port: kube.Port})
+		},
+	})
 	if err != nil {
-		prog.Stop()
-		return cmdutil.KubeError(fmt.Errorf("open a tunnel to %s: %w", o.Name, err), scope)
+		return err
 	}
 	defer t.Close()
-	waitReady := o.WaitReady
-	if waitReady == nil {
-		waitReady = pg.WaitReady
-	}
-	wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
-	err = waitReady(wctx, kube.LocalURL(creds, t.Port()))
-	cancel()
-	if err != nil {
-		prog.Stop()
-		return cmdutil.Errorf(cmdutil.ExitError, "database %s: %v", o.Name, err).WithHint("check it with `stackblaze db status %s`", o.Name)
-	}
 	prog.Stop()
 	shown := url.URL{Scheme: "postgresql", User: url.UserPassword(creds.Username, "********"),
 		Host: t.Addr(), Path: "/" + creds.Database, RawQuery: "sslmode=disable"}

@@ -201,30 +201,13 @@ func run(ctx context.Context, o *Options) error {
 
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
-	lease := kube.LockName(o.Name, "rotate")
-	lock, err := kube.AcquireLock(ctx, cs, ns, lease, kube.Labels(o.Name), kube.LockOptions{
-		Duration: o.LeaseDuration, Wait: o.LockTimeout,
-		OnWait: func(holder string, since time.Time) {
-			prog.Start("Waiting up to %s for the rotation lock: held by %s since %s", o.LockTimeout, holder, since.UTC().Format(time.RFC3339))
-		},
-	})
-	var held *kube.LockHeldError
-	if errors.As(err, &held) {
-		prog.Stop()
-		return cmdutil.Errorf(cmdutil.ExitLockHeld, "another rotation of %s is running: %s holds the lock since %s",
-			o.Name, held.Holder, held.Since.UTC().Format(time.RFC3339)).
-			WithHint("wait for it to finish; a crashed run's lock expires %s after its last renewal", o.LeaseDuration)
-	}
+	lock, err := cmdutil.AcquireLock(ctx, prog, c, o.Name, cmdutil.LockRequest{
+		Operation: "rotate", Noun: "rotation", Duration: o.LeaseDuration, Wait: o.LockTimeout,
+		Hint: fmt.Sprintf("wait for it to finish; a crashed run's lock expires %s after its last renewal", o.LeaseDuration)})
 	if err != nil {
-		prog.Stop()
-		return kerr(err)
+		return err
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = lock.Release(rctx)
-	}()
-	prog.Done("Rotation lock acquired (lease %s)", lease)
+	defer lock.Release()
 
 	res := &Result{Database: o.Name, Namespace: ns, Secret: kube.CredentialsSecretName(o.Name), Restarted: []string{}}
 	creds, err := kube.ReadCredentials(ctx, cs, ns, o.Name)
@@ -267,20 +250,20 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return kerr(err)
 	}
-	prog.Start("Opening a tunnel to %s", kube.PodName(o.Name))
-	t, err := o.OpenTunnel(context.WithoutCancel(ctx), c, ns, kube.PodName(o.Name), kube.Port)
+	t, err := cmdutil.OpenReadyTunnel(tctx, cmdutil.ReadyTunnel{
+		Progress: prog, Scope: scope, Target: kube.PodName(o.Name),
+		Login: kube.Credentials{Username: "postgres", Password: su, Database: "postgres"},
+		Hint:  "; the rotation is recorded, run again to finish it",
+		Open: func() (cmdutil.Tunnel, error) {
+			return o.OpenTunnel(context.WithoutCancel(ctx), c, ns, kube.PodName(o.Name), kube.Port)
+		},
+	})
 	if err != nil {
-		prog.Stop()
-		return kerr(fmt.Errorf("open a tunnel to %s: %w", kube.PodName(o.Name), err))
+		return err
 	}
 	defer t.Close()
 	admin := pg.Login{Host: "127.0.0.1", Port: t.Port(), User: "postgres", Password: su, Database: "postgres"}
-	if err := pg.WaitReady(tctx, kube.LocalURL(kube.Credentials{Username: admin.User, Password: su, Database: admin.Database}, t.Port())); err != nil {
-		prog.Stop()
-		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("database %s: %w", o.Name, err)}).
-			WithHint("check it with `stackblaze db status %s`; the rotation is recorded, run again to finish it", o.Name)
-	}
-	conn, err := pg.ConnectAdmin(tctx, admin)
+	conn, err := pg.Connect(tctx, admin)
 	if err != nil {
 		prog.Stop()
 		return err
@@ -390,7 +373,7 @@ func run(ctx context.Context, o *Options) error {
 		prog.Done("Grace period of %s over", rot.Grace)
 	}
 	// A fresh connection: the grace period may have outlasted the first one's idle timeouts.
-	rconn, err := pg.ConnectAdmin(ctx, admin)
+	rconn, err := pg.Connect(ctx, admin)
 	if err != nil {
 		return err
 	}

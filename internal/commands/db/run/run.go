@@ -185,35 +185,19 @@ func Connect(ctx context.Context, o ConnectOptions) (*Session, error) {
 			return nil, err
 		}
 	}
-	wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
-	defer cancel()
-	prog.Start("Opening a tunnel to %s", kube.PodName(name))
-	// The tunnel lives until Close, not until ctx: a Ctrl-C goes to the command first, and the
-	// tunnel must outlast the command's own shutdown.
-	t, err := o.OpenTunnel(context.WithoutCancel(ctx), c, c.Namespace, kube.PodName(name), kube.Port)
+	t, err := cmdutil.OpenReadyTunnel(ctx, cmdutil.ReadyTunnel{
+		Progress: prog, Scope: scope, Target: kube.PodName(name), Login: creds, Timeout: o.Timeout, Steps: true,
+		WaitReady: o.WaitReady,
+		// The tunnel lives until Close, not until ctx: a Ctrl-C goes to the command first, and the
+		// tunnel must outlast the command's own shutdown.
+		Open: func() (cmdutil.Tunnel, error) {
+			return o.OpenTunnel(context.WithoutCancel(ctx), c, c.Namespace, kube.PodName(name), kube.Port)
+		},
+	})
 	if err != nil {
-		prog.Stop()
-		return nil, cmdutil.KubeError(fmt.Errorf("open a tunnel to %s: %w", kube.PodName(name), err), scope)
+		return nil, err
 	}
-	s := &Session{Client: c, Name: name, Credentials: creds, Tunnel: t, Progress: prog, IO: o.IO, now: o.Now}
-	prog.Done("Tunnel open on %s", t.Addr())
-	prog.Start("Waiting for the database to accept connections")
-	waitReady := o.WaitReady
-	if waitReady == nil {
-		waitReady = pg.WaitReady
-	}
-	if err := waitReady(wctx, kube.LocalURL(creds, t.Port())); err != nil {
-		prog.Stop()
-		s.Close()
-		code := cmdutil.ExitError
-		if wctx.Err() != nil && ctx.Err() == nil {
-			code = cmdutil.ExitTimeout
-		}
-		return nil, (&cmdutil.Error{Code: code, Err: fmt.Errorf("database %s: %w", name, err)}).
-			WithHint("check it with `stackblaze db status %s`", name)
-	}
-	prog.Done("Database accepting connections")
-	return s, nil
+	return &Session{Client: c, Name: name, Credentials: creds, Tunnel: t, Progress: prog, IO: o.IO, now: o.Now}, nil
 }
 
 // Login is the tunnel's login for pgx.
