@@ -17,16 +17,20 @@ import (
 	"github.com/stackblaze/stackblaze/internal/kube"
 )
 
-// --timeout 0 means no deadline, as in the other commands that wait.
+// --timeout 0 means no deadline, as in the other commands that wait; a database that does not
+// answer within --timeout exits 7 (ExitTimeout), as run, connect and migrate do.
 func TestProxyTimeout(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		timeout      time.Duration
 		wantDeadline bool
+		hang         bool // the database never answers
+		wantCode     int
 	}{
-		{0, false},
-		{-time.Second, false},
-		{30 * time.Second, true},
+		{0, false, false, cmdutil.ExitError},
+		{-time.Second, false, false, cmdutil.ExitError},
+		{30 * time.Second, true, false, cmdutil.ExitError},
+		{50 * time.Millisecond, true, true, cmdutil.ExitTimeout},
 	} {
 		labels := kube.Labels("mydb")
 		labels["statefulset.kubernetes.io/pod-name"] = kube.PodName("mydb")
@@ -54,6 +58,9 @@ func TestProxyTimeout(t *testing.T) {
 			WaitReady: func(ctx context.Context, _ string) error {
 				called = true
 				_, hasDeadline = ctx.Deadline()
+				if tc.hang {
+					<-ctx.Done()
+				}
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -66,8 +73,8 @@ func TestProxyTimeout(t *testing.T) {
 		if hasDeadline != tc.wantDeadline {
 			t.Errorf("--timeout %s: deadline %v, want %v", tc.timeout, hasDeadline, tc.wantDeadline)
 		}
-		if code := cmdutil.ExitCode(err); code != cmdutil.ExitError {
-			t.Errorf("--timeout %s: exit %d (%v), want %d", tc.timeout, code, err, cmdutil.ExitError)
+		if code := cmdutil.ExitCode(err); code != tc.wantCode {
+			t.Errorf("--timeout %s: exit %d (%v), want %d", tc.timeout, code, err, tc.wantCode)
 		}
 	}
 }
