@@ -88,11 +88,3 @@ func CompletionClient(f *Factory, cmd *cobra.Command) (*kube.Client, error) {
 	f.Config = cfg
 	return f.Kube()
 }
-
-// TimeoutContext derives a context that ends after d (no deadline when d <= 0).
-func TimeoutContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if d <= 0 {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, d)
-}

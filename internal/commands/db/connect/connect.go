@@ -57,7 +57,7 @@ The password reaches psql in its environment, never on its command line. Argumen
 		},
 	}
 	cmd.Flags().StringVar(&opts.PSQL, "psql", "psql", "the psql program to run")
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 2*time.Minute, "how long to wait for the tunnel and the database")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 2*time.Minute, "how long to wait for the tunnel and the database")
 	return cmd
 }
 

@@ -104,7 +104,7 @@ stackblaze db create mydb --no-wait -o json`),
 	fl.StringVar(&opts.BackupAt, "backup-at", kube.DefaultBackupAt, "time of the daily backup, HH:MM in UTC")
 	fl.BoolVar(&wait, "wait", false, "wait until the database accepts a login (the default)")
 	fl.BoolVar(&opts.NoWait, "no-wait", false, "return once the objects are written")
-	fl.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the database")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 5*time.Minute, "how long to wait for the database")
 	_ = cmd.RegisterFlagCompletionFunc("version", cobra.FixedCompletions([]string{"15", "16"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("plan", cobra.FixedCompletions(kube.PlanNames(), cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -139,9 +139,6 @@ func (o *Options) Validate() error {
 	cron, err := kube.ParseAt(o.BackupAt)
 	if err != nil {
 		problems = append(problems, err.Error())
-	}
-	if o.Timeout < 0 {
-		problems = append(problems, fmt.Sprintf("timeout %s is negative", o.Timeout))
 	}
 	if len(problems) > 0 {
 		return &cmdutil.Error{Code: cmdutil.ExitUsage, Err: errors.New(strings.Join(problems, "\n"))}

@@ -58,7 +58,7 @@ On a terminal delete asks first; elsewhere (or when CI is set) it needs --yes.`)
 	}
 	cmd.Flags().BoolVar(&opts.DeleteData, "delete-data", false, "also delete the volume and the credentials (the data is lost)")
 	cmd.Flags().BoolVar(&opts.NoWait, "no-wait", false, "return without waiting for the pod to stop")
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the pod to stop")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 5*time.Minute, "how long to wait for the pod to stop")
 	return cmd
 }
 

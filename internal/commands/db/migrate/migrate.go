@@ -79,7 +79,7 @@ stackblaze db migrate mydb --no-wait -- npx knex migrate:latest`,
 	cmd.Flags().DurationVar(&opts.LockTimeout, "lock-timeout", 10*time.Minute, "how long to wait for another migration of the database to finish")
 	cmd.Flags().BoolVar(&opts.NoWait, "no-wait", false, "fail at once (exit code 8) when another migration holds the lock")
 	cmd.Flags().DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "how long the lock outlives a run that stopped renewing it (crashed)")
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 2*time.Minute, "how long to wait for the tunnel and the database")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 2*time.Minute, "how long to wait for the tunnel and the database")
 	return cmd
 }
 

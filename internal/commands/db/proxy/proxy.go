@@ -74,7 +74,7 @@ pod once it is ready. The connection string is printed with the password masked 
 	}
 	cmd.Flags().IntVar(&opts.Port, "port", 0, "local port on 127.0.0.1 (default: a free port)")
 	cmd.Flags().BoolVar(&opts.ShowPassword, "show-password", false, "print the connection string with the password")
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 2*time.Minute, "how long to wait for the database at start")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 2*time.Minute, "how long to wait for the database at start")
 	return cmd
 }
 

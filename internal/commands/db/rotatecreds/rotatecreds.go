@@ -134,7 +134,7 @@ stackblaze db rotate-credentials mydb --yes -o json --show-password`,
 	cmd.Flags().BoolVar(&opts.Wait, "wait", true, "wait for the rollouts (and the grace period) and disable the old password; false leaves that to the next run")
 	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&opts.ShowPassword, "show-password", false, "include the new password in the -o json document")
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 10*time.Minute, "how long to wait for the database and the rollouts (the grace period comes on top)")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 10*time.Minute, "how long to wait for the database and the rollouts (the grace period comes on top)")
 	cmd.Flags().DurationVar(&opts.LockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another rotation of the database to finish")
 	cmd.Flags().DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "how long the lock outlives a run that stopped renewing it (crashed)")
 	return cmd

@@ -70,7 +70,7 @@ NAME may be left out when the configuration names a database (STACKBLAZE_DATABAS
 			return res.Finish(opts.IO)
 		},
 	}
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 2*time.Minute, "how long to wait for the tunnel and the database")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 2*time.Minute, "how long to wait for the tunnel and the database")
 	return cmd
 }
 

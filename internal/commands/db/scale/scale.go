@@ -50,7 +50,7 @@ func NewCmdScale(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&opts.Replicas, "replicas", 1, "0 to stop, 1 to start")
 	cmd.Flags().BoolVar(&opts.NoWait, "no-wait", false, "return without waiting for the pod")
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long to wait for the pod")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 5*time.Minute, "how long to wait for the pod")
 	_ = cmd.RegisterFlagCompletionFunc("replicas", cobra.FixedCompletions([]string{"0", "1"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
