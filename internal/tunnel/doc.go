@@ -1,7 +1,8 @@
 // Package tunnel forwards a local TCP port on 127.0.0.1 to a port of a database pod through
 // the Kubernetes API server's pods/portforward subresource, the way `kubectl port-forward`
-// does, but built for the commands that depend on it: `db migrate` and `db connect` (a
-// tunnel for the life of one command) and `db proxy` (a tunnel that stays open for hours).
+// does, but built for the commands that depend on it: `db migrate`, `db run`, `db connect`,
+// `db rotate-credentials` and create's login check (a tunnel for the life of one command) and
+// `db proxy` (a tunnel that stays open for hours).
 //
 // It speaks the protocol of client-go's tools/portforward (portforward.k8s.io: an error
 // stream and a data stream per connection, paired by request ID) over the same transports as
