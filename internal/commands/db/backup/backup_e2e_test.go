@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stackblaze/stackblaze/internal/testbed"
@@ -179,5 +182,113 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 		if strings.TrimSpace(string(out)) != c.want {
 			t.Errorf("can-i %v: %s, want %s", c.args, out, c.want)
 		}
+	}
+}
+
+// A restore --into that fails once the new database is being made deletes it again, leaves the
+// source as it was, and says so. The failure is a real one: the namespace's quota leaves no room
+// for the new database's pod, so it never comes up within --timeout.
+func TestE2ERestoreIntoFailureDeletesTheCopy(t *testing.T) {
+	env := testbed.Require(t)
+	ns := env.Namespace(t, nil)
+	ctx := context.Background()
+	must := func(args ...string) testbed.Result {
+		t.Helper()
+		r := env.Run(t, ns, args...)
+		if r.Code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", args, r.Code, r.Stdout, r.Stderr)
+		}
+		return r
+	}
+	must("db", "create", "src", "--storage", "1Gi")
+	superuserSQL(t, env, ns, "src", "create table t (i int); insert into t values (1), (2), (3)")
+	var created struct {
+		Backup struct{ ID string } `json:"backup"`
+	}
+	if err := json.Unmarshal([]byte(must("db", "backup", "create", "src", "-o", "json").Stdout), &created); err != nil || created.Backup.ID == "" {
+		t.Fatalf("backup create: %v", err)
+	}
+	srcPod, err := env.Client.CoreV1().Pods(ns).Get(ctx, "src-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// One pod at most: the source's.
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "one-pod"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}}}
+	if _, err := env.Client.CoreV1().ResourceQuotas(ns).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Until the quota controller has counted the pods, admission cannot enforce the quota.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		q, err := env.Client.CoreV1().ResourceQuotas(ns).Get(ctx, "one-pod", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if used, ok := q.Status.Used[corev1.ResourcePods]; ok && used.Value() == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the quota's usage was never counted: %+v", q.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	r := env.Run(t, ns, "db", "restore", "src", "--backup", created.Backup.ID, "--into", "src-copy", "--timeout", "20s")
+	if r.Code != 7 || !strings.Contains(r.Stderr, "src is unchanged and src-copy was deleted again") {
+		t.Fatalf("restore --into without room for the new pod: exit %d, want 7 (timeout) and the state said:\n%s", r.Code, r.Stderr)
+	}
+	// Nothing of src-copy is left (the volume claims go once no pod holds them).
+	if _, err := env.Client.AppsV1().StatefulSets(ns).Get(ctx, "src-copy", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the StatefulSet src-copy is still there (%v)", err)
+	}
+	if _, err := env.Client.BatchV1().CronJobs(ns).Get(ctx, "src-copy-backup", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the backup CronJob of src-copy is still there (%v)", err)
+	}
+	secrets, err := env.Client.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		if strings.HasPrefix(s.Name, "src-copy") {
+			t.Errorf("secret %s of src-copy is still there", s.Name)
+		}
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		claims, err := env.Client.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		for _, c := range claims.Items {
+			if strings.HasSuffix(c.Name, "-src-copy-0") && c.DeletionTimestamp == nil {
+				left = append(left, c.Name)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("volume claims of src-copy left: %v", left)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// The source was never touched: same pod, same rows.
+	pod, err := env.Client.CoreV1().Pods(ns).Get(ctx, "src-0", metav1.GetOptions{})
+	if err != nil || pod.UID != srcPod.UID {
+		t.Errorf("the source's pod was replaced (%v)", err)
+	}
+	if got := superuserSQL(t, env, ns, "src", "select count(*) from t"); got != "3" {
+		t.Errorf("the source has %s rows, want 3", got)
+	}
+	// And the same command goes through once there is room.
+	if err := env.Client.CoreV1().ResourceQuotas(ns).Delete(ctx, "one-pod", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	must("db", "restore", "src", "--backup", created.Backup.ID, "--into", "src-copy")
+	if got := superuserSQL(t, env, ns, "src-copy", "select count(*) from t"); got != "3" {
+		t.Errorf("src-copy has %s rows, want 3", got)
 	}
 }

@@ -58,7 +58,7 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 	co := &create.Options{
 		IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin, Now: o.Now,
 		Name: o.Into, Version: src.Version, Storage: src.Storage, Plan: src.Plan.Name,
-		Timeout: 10 * time.Minute, DNSZone: o.DNSZone, ImageRepository: o.ImageRepository,
+		Timeout: o.Timeout, DNSZone: o.DNSZone, ImageRepository: o.ImageRepository,
 		BackupAt: kube.DefaultBackupAt, BackupImage: o.BackupImage, S3: o.S3,
 	}
 	if err := co.Validate(); err != nil {
@@ -127,7 +127,7 @@ func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []
 	if err := swap(ctx, dst, o.Now().UTC().Format("20060102150405")); err != nil {
 		return err
 	}
-	if err := restartAndWait(ctx, dst); err != nil {
+	if err := restartAndWait(ctx, dst, o.Timeout); err != nil {
 		return fmt.Errorf("the restored data did not start: %w", err)
 	}
 	prog.Done("Restored data of %s recovered in %s", src.Name, o.Into)

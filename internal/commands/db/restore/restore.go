@@ -30,11 +30,12 @@ type Options struct {
 	DNSZone, ImageRepository, BackupImage string
 	S3                                    *kube.S3Settings
 
-	Name   string
-	Backup string
-	ToTime string
-	Into   string
-	Yes    bool
+	Name    string
+	Backup  string
+	ToTime  string
+	Into    string
+	Yes     bool
+	Timeout time.Duration
 }
 
 // NewCmdRestore builds the command.
@@ -102,6 +103,7 @@ anything fails before the restart the database keeps running untouched.`,
 	cmd.Flags().StringVar(&opts.ToTime, "to-time", "", "time to recover to: RFC3339, or a duration before now (2h, 30m, 1d)")
 	cmd.Flags().StringVar(&opts.Into, "into", "", "restore into a new database of this name (the source keeps running)")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "restore in place without asking")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 10*time.Minute, "how long to wait for the restored database (in place) or the new one (--into) to be up")
 	return cmd
 }
 
@@ -202,7 +204,7 @@ func run(ctx context.Context, o *Options) error {
 		return retryHint(fmt.Errorf("restore %s: %w", o.Name, err), o, "the database is running unchanged")
 	}
 	prog.Start("Restarting %s on the restored data", o.Name)
-	err = restartAndWait(ctx, t)
+	err = restartAndWait(ctx, t, o.Timeout)
 	prog.Stop()
 	if err != nil {
 		// Put the original data back so that the database comes up as it was.
@@ -221,8 +223,10 @@ func run(ctx context.Context, o *Options) error {
 	return nil
 }
 
-func restartAndWait(ctx context.Context, t *backup.Target) error {
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+// restartAndWait restarts the database's pod and waits, up to timeout (0: no limit), until its
+// server has finished recovery.
+func restartAndWait(ctx context.Context, t *backup.Target, timeout time.Duration) error {
+	wctx, cancel := cmdutil.TimeoutContext(ctx, timeout)
 	defer cancel()
 	if err := kube.RestartPod(wctx, t.Client.Clientset, t.Client.Namespace, kube.PodName(t.Name)); err != nil {
 		return err
