@@ -27,15 +27,18 @@ func AssumeYes(f *Factory, flag bool) bool {
 }
 
 // Refuse returns nil when yes is set or the user can be asked; otherwise a usage error (exit 2),
-// "refusing to ACTION without confirmation (EFFECT): WHY", WHY being that CI is set or that
-// there is no terminal to ask on.
+// "refusing to ACTION without confirmation (EFFECT): WHY", WHY being that CI is set or which of
+// stdin and stderr is not a terminal to ask on.
 func (c Confirmation) Refuse(ios *output.IOStreams, yes bool) error {
 	if yes || ios.CanPrompt() {
 		return nil
 	}
 	why := "stdin is not a terminal"
-	if ios.CI() {
+	switch {
+	case ios.CI():
 		why = "CI is set"
+	case ios.InTTY:
+		why = "stderr is not a terminal, so the question would not be seen"
 	}
 	effect := ""
 	if c.Effect != "" {

@@ -51,6 +51,13 @@ func TestConfirmationRefuse(t *testing.T) {
 	if want := "refusing to delete database mydb without confirmation: stdin is not a terminal"; err == nil || err.Error() != want {
 		t.Errorf("no effect: %v, want %q", err, want)
 	}
+	// A terminal on stdin, but stderr (where the question goes) redirected.
+	ios, _ = testStreams("", true, nil)
+	ios.ErrTTY = false
+	err = Confirmation{Action: "delete database mydb"}.Refuse(ios, false)
+	if want := "refusing to delete database mydb without confirmation: stderr is not a terminal, so the question would not be seen"; err == nil || err.Error() != want {
+		t.Errorf("stderr redirected: %v, want %q", err, want)
+	}
 }
 
 func TestConfirmationAsk(t *testing.T) {
