@@ -5,7 +5,8 @@ BIN := bin/stackblaze
 # The test bed lives in .testbed/ unless STACKBLAZE_TESTBED_DIR says otherwise (hack/testbed/lib.sh).
 TESTBED_KUBECONFIG := $(or $(STACKBLAZE_TESTBED_DIR),$(CURDIR)/.testbed)/kubeconfig
 # Two cores: keep package-level parallelism low so the test bed's servers keep some CPU.
-GOTEST_FLAGS ?= -p 2 -timeout 45m
+# -count=1: every run runs every test; an end-to-end result is never taken from the test cache.
+GOTEST_FLAGS ?= -p 2 -timeout 45m -count=1
 
 .PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check bench bench-tunnel demo clean
 
