@@ -97,3 +97,37 @@ func Golden(t testing.TB, name, got string) {
 
 // Lines splits output into lines, for assertions.
 func Lines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
+
+// WaitProbe stands in for pg.WaitReady in a command's options, to see how long a command lets
+// it wait: it records its context's deadline, then fails ("stop here"), or with Hang waits for
+// the context to end and returns its error.
+type WaitProbe struct {
+	Hang bool
+
+	Called      bool
+	HadDeadline bool
+}
+
+// WaitReady is the stand-in.
+func (p *WaitProbe) WaitReady(ctx context.Context, _ string) error {
+	p.Called = true
+	_, p.HadDeadline = ctx.Deadline()
+	if p.Hang {
+		<-ctx.Done()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.New("stop here")
+}
+
+// Check fails t unless the probe was called with a deadline exactly when wantDeadline.
+func (p *WaitProbe) Check(t testing.TB, what string, wantDeadline bool, err error) {
+	t.Helper()
+	if !p.Called {
+		t.Fatalf("%s: WaitReady not called: %v", what, err)
+	}
+	if p.HadDeadline != wantDeadline {
+		t.Errorf("%s: deadline %v, want %v", what, p.HadDeadline, wantDeadline)
+	}
+}

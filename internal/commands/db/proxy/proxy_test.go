@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -50,29 +49,14 @@ func TestProxyTimeout(t *testing.T) {
 			}
 			return c, err
 		}
-		var hasDeadline, called bool
+		probe := &cmdtest.WaitProbe{Hang: tc.hang}
 		err := runProxy(context.Background(), &Options{
 			IO: e.F.IO, Kube: kc, Now: e.F.Now, Name: "mydb", Timeout: tc.timeout,
-			Logf:  func(string, ...any) {},
-			Ready: func(Result) { t.Error("the proxy is ready without a database") },
-			WaitReady: func(ctx context.Context, _ string) error {
-				called = true
-				_, hasDeadline = ctx.Deadline()
-				if tc.hang {
-					<-ctx.Done()
-				}
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return errors.New("stop here")
-			},
+			Logf:      func(string, ...any) {},
+			Ready:     func(Result) { t.Error("the proxy is ready without a database") },
+			WaitReady: probe.WaitReady,
 		})
-		if !called {
-			t.Fatalf("--timeout %s: WaitReady not called: %v", tc.timeout, err)
-		}
-		if hasDeadline != tc.wantDeadline {
-			t.Errorf("--timeout %s: deadline %v, want %v", tc.timeout, hasDeadline, tc.wantDeadline)
-		}
+		probe.Check(t, "--timeout "+tc.timeout.String(), tc.wantDeadline, err)
 		if code := cmdutil.ExitCode(err); code != tc.wantCode {
 			t.Errorf("--timeout %s: exit %d (%v), want %d", tc.timeout, code, err, tc.wantCode)
 		}

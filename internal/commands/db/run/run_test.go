@@ -2,7 +2,6 @@ package run
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -33,24 +32,12 @@ func TestConnectTimeout(t *testing.T) {
 				Data: map[string][]byte{"username": []byte("mydb"), "password": []byte("pw"), "database": []byte("mydb")}},
 		)
 		e := cmdtest.New(t, false, cs, "shop")
-		var hasDeadline, called bool
+		probe := &cmdtest.WaitProbe{}
 		_, err := Connect(context.Background(), ConnectOptions{
 			IO: e.F.IO, Kube: e.F.Kube, OpenTunnel: e.F.OpenTunnel, Now: e.F.Now, Name: "mydb", Timeout: tc.timeout,
-			WaitReady: func(ctx context.Context, _ string) error {
-				called = true
-				_, hasDeadline = ctx.Deadline()
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return errors.New("stop here")
-			},
+			WaitReady: probe.WaitReady,
 		})
-		if !called {
-			t.Fatalf("--timeout %s: WaitReady not called: %v", tc.timeout, err)
-		}
-		if hasDeadline != tc.wantDeadline {
-			t.Errorf("--timeout %s: deadline %v, want %v", tc.timeout, hasDeadline, tc.wantDeadline)
-		}
+		probe.Check(t, "--timeout "+tc.timeout.String(), tc.wantDeadline, err)
 		if code := cmdutil.ExitCode(err); code != cmdutil.ExitError {
 			t.Errorf("--timeout %s: exit %d (%v), want %d", tc.timeout, code, err, cmdutil.ExitError)
 		}
