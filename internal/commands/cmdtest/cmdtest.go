@@ -113,7 +113,11 @@ func (p *WaitProbe) WaitReady(ctx context.Context, _ string) error {
 	p.Called = true
 	_, p.HadDeadline = ctx.Deadline()
 	if p.Hang {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			return errors.New("the wait was never cut short")
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
