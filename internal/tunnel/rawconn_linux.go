@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -110,6 +111,12 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// opError describes a failed read or write as the net package does. The errors of RawConn's
+// Read and Write (a closed connection, a deadline) are already *net.OpError ("raw-read"): their
+// cause is kept, not wrapped twice.
 func (c *rawConn) opError(op string, err error) error {
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) {
+		err = oe.Err
+	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

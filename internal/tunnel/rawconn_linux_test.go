@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -107,6 +108,10 @@ func TestRawConnDeadlineAndClose(t *testing.T) {
 	var ne net.Error
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("read past its deadline: %v, want a timeout", err)
+	}
+	// Said once, as the net package says it: "read tcp A->B: i/o timeout".
+	if strings.Count(err.Error(), "tcp") != 1 || !strings.HasPrefix(err.Error(), "read tcp ") {
+		t.Fatalf("read past its deadline: %q, want the net package's form", err)
 	}
 	_ = raw.SetReadDeadline(time.Time{})
 	done := make(chan error, 1)
