@@ -2,6 +2,7 @@ package cmdutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,6 +15,22 @@ func TimeoutContext(ctx context.Context, d time.Duration) (context.Context, cont
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
+}
+
+// AsTimeout gives err the exit code of a timeout (ExitTimeout) when wctx, a --timeout derived
+// from ctx, has run out and ctx has not: the wait ended it, not the user or the cluster. Any
+// other err is returned as it is.
+func AsTimeout(err error, ctx, wctx context.Context) error {
+	if err == nil || wctx.Err() == nil || ctx.Err() != nil {
+		return err
+	}
+	var ce *Error
+	if errors.As(err, &ce) {
+		c := *ce
+		c.Code = ExitTimeout
+		return &c
+	}
+	return &Error{Code: ExitTimeout, Err: err}
 }
 
 // timeoutValue is a --timeout flag: a duration, 0 for no limit. A negative one is refused as the

@@ -67,10 +67,7 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 	// From here on, a failure deletes the new database again (src was never touched), so that
 	// the same command can simply be run again.
 	fail := func(err error) error {
-		code := cmdutil.ExitError
-		if ce := (*cmdutil.Error)(nil); errors.As(err, &ce) {
-			code = ce.Code
-		}
+		code := cmdutil.ExitCode(err)
 		_, derr := kube.Delete(context.WithoutCancel(ctx), c.Clientset, c.Namespace, o.Into, true)
 		state := fmt.Sprintf("%s is unchanged and %s was deleted again", src.Name, o.Into)
 		if derr != nil {

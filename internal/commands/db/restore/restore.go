@@ -229,7 +229,7 @@ func restartAndWait(ctx context.Context, t *backup.Target, timeout time.Duration
 	wctx, cancel := cmdutil.TimeoutContext(ctx, timeout)
 	defer cancel()
 	if err := kube.RestartPod(wctx, t.Client.Clientset, t.Client.Namespace, kube.PodName(t.Name)); err != nil {
-		return err
+		return cmdutil.AsTimeout(err, ctx, wctx)
 	}
 	// Recovery ends with a promotion; until then the server only reads.
 	for {
@@ -239,7 +239,7 @@ func restartAndWait(ctx context.Context, t *backup.Target, timeout time.Duration
 		}
 		select {
 		case <-wctx.Done():
-			return fmt.Errorf("still recovering: %w", wctx.Err())
+			return cmdutil.AsTimeout(fmt.Errorf("still recovering: %w", wctx.Err()), ctx, wctx)
 		case <-time.After(time.Second):
 		}
 	}
@@ -270,7 +270,7 @@ func swap(ctx context.Context, t *backup.Target, stamp string) error {
 }
 
 func retryHint(err error, o *Options, state string) error {
-	return (&cmdutil.Error{Code: cmdutil.ExitError, Err: err}).
+	return (&cmdutil.Error{Code: cmdutil.ExitCode(err), Err: err}).
 		WithHint("%s; retry with the same command, or check with `stackblaze db status %s`", state, o.Name)
 }
 

@@ -259,7 +259,7 @@ func run(ctx context.Context, o *Options) error {
 		},
 	})
 	if err != nil {
-		return err
+		return cmdutil.AsTimeout(err, ctx, tctx)
 	}
 	defer t.Close()
 	admin := pg.Login{Host: "127.0.0.1", Port: t.Port(), User: "postgres", Password: su, Database: "postgres"}
