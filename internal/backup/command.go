@@ -114,9 +114,17 @@ func SwappedInPod(stamp string) []string {
 	return []string{"sh", "-c", fmt.Sprintf(`if [ -d "$PGDATA.old-%s" ]; then echo yes; else echo no; fi`, stamp)}
 }
 
-// UnswapInPod undoes SwapInPod when the restored data does not start.
+// UnswapInPod undoes SwapInPod when the restored data does not start (or not in time). A server
+// may be running on the restored data by then (the container restarted after the swap): like
+// SwapInPod, it is stopped at once (SIGQUIT, after a CHECKPOINT when it takes one) right after
+// the directories are moved, because a server that shuts down normally writes its control file
+// and dirty pages by PGDATA's path, which would by then be the original data's.
 func UnswapInPod(stamp string) []string {
-	script := fmt.Sprintf(`set -e; test -d "$PGDATA.old-%[1]s"; rm -rf "$PGDATA.failed"; mv "$PGDATA" "$PGDATA.failed"; mv "$PGDATA.old-%[1]s" "$PGDATA"`, stamp)
+	script := fmt.Sprintf(`set -e; test -d "$PGDATA.old-%[1]s"; pid=""; `+
+		`if [ -f "$PGDATA/postmaster.pid" ]; then pid=$(head -n 1 "$PGDATA/postmaster.pid"); `+
+		`case "$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline")" in *postgres*) psql -X -q -d postgres -c CHECKPOINT >/dev/null 2>&1 || true;; *) pid="";; esac; fi; `+
+		`rm -rf "$PGDATA.failed"; mv "$PGDATA" "$PGDATA.failed"; mv "$PGDATA.old-%[1]s" "$PGDATA"; `+
+		`if [ -n "$pid" ]; then kill -QUIT "$pid" 2>/dev/null || true; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; fi`, stamp)
 	return []string{"sh", "-c", script}
 }
 
