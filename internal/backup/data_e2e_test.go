@@ -340,3 +340,57 @@ func TestE2EBackupRetentionExpiresOldBackups(t *testing.T) {
 		t.Fatalf("after today's backup: %v, want %v", got, ids[1:])
 	}
 }
+
+// The way back of an in-place restore (UnswapInPod), with a real server running on the restored
+// data, as after a container restart: the server is stopped before it can write anything by
+// PGDATA's path into the original data put back there, so that the original starts as it was.
+// Without the stop, the pod's deletion would shut that server down normally, and its shutdown
+// checkpoint would write its control file into the original's directory.
+func TestE2EUnswapStopsTheServerOnTheRestoredData(t *testing.T) {
+	l := newLocal(t, "db")
+	l.psql(l.sock, l.port, "create table original (i int); insert into original values (1), (2)")
+	l.stop(l.server)
+	l.server = nil
+	const stamp = "20261124000000"
+	old := l.pgdata + ".old-" + stamp
+	if err := os.Rename(l.pgdata, old); err != nil {
+		t.Fatal(err)
+	}
+	control := func() []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(l.pgdata, "global", "pg_control"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	oldControl, err := os.ReadFile(filepath.Join(old, "global", "pg_control"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The "restored" data, with a server on it that has work to write.
+	l.run(nil, l.bin+"/initdb", "-D", l.pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+	restored, port := l.start(l.pgdata, l.sock)
+	defer l.stop(restored)
+	l.psql(l.sock, port, "create table restored (i int); insert into restored select generate_series(1, 1000)")
+
+	l.run(l.env("PGPORT="+strconv.Itoa(port)), backup.UnswapInPod(stamp)...)
+	// The restored server is gone, and the pod's deletion (a normal shutdown) finds none.
+	if syscall.Kill(restored.Process.Pid, 0) == nil {
+		l.stop(restored)
+		t.Error("the server on the restored data was still running after the way back")
+	}
+	if _, err := os.Stat(l.pgdata + ".failed/PG_VERSION"); err != nil {
+		t.Errorf("the restored data was not kept aside as .failed: %v", err)
+	}
+	if !bytes.Equal(control(), oldControl) {
+		t.Fatal("the original data's control file changed: a server wrote into it by PGDATA's path")
+	}
+	// The original starts on its own data.
+	srv, port := l.start(l.pgdata, l.sock)
+	defer l.stop(srv)
+	if got := l.psql(l.sock, port, "select count(*) from original"); got != "2" {
+		t.Fatalf("the original after the way back: %s rows, want 2", got)
+	}
+}
