@@ -185,14 +185,13 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 	}
 }
 
-// A restore --into that fails once the new database is being made deletes it again, leaves the
-// source as it was, and says so. The failure is a real one: the namespace's quota leaves no room
-// for the new database's pod, so it never comes up within --timeout.
-func TestE2ERestoreIntoFailureDeletesTheCopy(t *testing.T) {
-	env := testbed.Require(t)
-	ns := env.Namespace(t, nil)
-	ctx := context.Background()
-	must := func(args ...string) testbed.Result {
+// withBackup makes, in a namespace of its own, a database called name whose table t holds 1, 2
+// and 3, and takes a backup of it. must runs the CLI there and fails the test on a non-zero exit.
+func withBackup(t *testing.T, name string) (env *testbed.Env, ns string, must func(...string) testbed.Result, backupID string) {
+	t.Helper()
+	env = testbed.Require(t)
+	ns = env.Namespace(t, nil)
+	must = func(args ...string) testbed.Result {
 		t.Helper()
 		r := env.Run(t, ns, args...)
 		if r.Code != 0 {
@@ -200,14 +199,23 @@ func TestE2ERestoreIntoFailureDeletesTheCopy(t *testing.T) {
 		}
 		return r
 	}
-	must("db", "create", "src", "--storage", "1Gi")
-	superuserSQL(t, env, ns, "src", "create table t (i int); insert into t values (1), (2), (3)")
+	must("db", "create", name, "--storage", "1Gi")
+	superuserSQL(t, env, ns, name, "create table t (i int); insert into t values (1), (2), (3)")
 	var created struct {
 		Backup struct{ ID string } `json:"backup"`
 	}
-	if err := json.Unmarshal([]byte(must("db", "backup", "create", "src", "-o", "json").Stdout), &created); err != nil || created.Backup.ID == "" {
+	if err := json.Unmarshal([]byte(must("db", "backup", "create", name, "-o", "json").Stdout), &created); err != nil || created.Backup.ID == "" {
 		t.Fatalf("backup create: %v", err)
 	}
+	return env, ns, must, created.Backup.ID
+}
+
+// A restore --into that fails once the new database is being made deletes it again, leaves the
+// source as it was, and says so. The failure is a real one: the namespace's quota leaves no room
+// for the new database's pod, so it never comes up within --timeout.
+func TestE2ERestoreIntoFailureDeletesTheCopy(t *testing.T) {
+	env, ns, must, backupID := withBackup(t, "src")
+	ctx := context.Background()
 	srcPod, err := env.Client.CoreV1().Pods(ns).Get(ctx, "src-0", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +243,7 @@ func TestE2ERestoreIntoFailureDeletesTheCopy(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	r := env.Run(t, ns, "db", "restore", "src", "--backup", created.Backup.ID, "--into", "src-copy", "--timeout", "20s")
+	r := env.Run(t, ns, "db", "restore", "src", "--backup", backupID, "--into", "src-copy", "--timeout", "20s")
 	if r.Code != 7 || !strings.Contains(r.Stderr, "src is unchanged and src-copy was deleted again") {
 		t.Fatalf("restore --into without room for the new pod: exit %d, want 7 (timeout) and the state said:\n%s", r.Code, r.Stderr)
 	}
@@ -287,7 +295,7 @@ func TestE2ERestoreIntoFailureDeletesTheCopy(t *testing.T) {
 	if err := env.Client.CoreV1().ResourceQuotas(ns).Delete(ctx, "one-pod", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	must("db", "restore", "src", "--backup", created.Backup.ID, "--into", "src-copy")
+	must("db", "restore", "src", "--backup", backupID, "--into", "src-copy")
 	if got := superuserSQL(t, env, ns, "src-copy", "select count(*) from t"); got != "3" {
 		t.Errorf("src-copy has %s rows, want 3", got)
 	}
@@ -297,27 +305,10 @@ func TestE2ERestoreIntoFailureDeletesTheCopy(t *testing.T) {
 // data back and restarts the database on it, and exits 7. With --timeout 1ms the wait runs out at
 // once, after the restored data has been swapped in: what is tested is the way back.
 func TestE2ERestoreInPlaceTimeoutPutsTheDataBack(t *testing.T) {
-	env := testbed.Require(t)
-	ns := env.Namespace(t, nil)
-	must := func(args ...string) testbed.Result {
-		t.Helper()
-		r := env.Run(t, ns, args...)
-		if r.Code != 0 {
-			t.Fatalf("%v: exit %d\n%s\n%s", args, r.Code, r.Stdout, r.Stderr)
-		}
-		return r
-	}
-	must("db", "create", "back", "--storage", "1Gi")
-	superuserSQL(t, env, ns, "back", "create table t (i int); insert into t values (1), (2), (3)")
-	var created struct {
-		Backup struct{ ID string } `json:"backup"`
-	}
-	if err := json.Unmarshal([]byte(must("db", "backup", "create", "back", "-o", "json").Stdout), &created); err != nil || created.Backup.ID == "" {
-		t.Fatalf("backup create: %v", err)
-	}
+	env, ns, must, backupID := withBackup(t, "back")
 	superuserSQL(t, env, ns, "back", "insert into t values (4)")
 
-	r := env.Run(t, ns, "db", "restore", "back", "--backup", created.Backup.ID, "--yes", "--timeout", "1ms")
+	r := env.Run(t, ns, "db", "restore", "back", "--backup", backupID, "--yes", "--timeout", "1ms")
 	if r.Code != 7 || !strings.Contains(r.Stderr, "the original data was put back") {
 		t.Fatalf("in-place restore past --timeout: exit %d, want 7 and the original data put back:\n%s", r.Code, r.Stderr)
 	}
@@ -328,7 +319,7 @@ func TestE2ERestoreInPlaceTimeoutPutsTheDataBack(t *testing.T) {
 	}
 	// And it still works as a database: it writes, and a restore that has time goes through.
 	superuserSQL(t, env, ns, "back", "insert into t values (5)")
-	must("db", "restore", "back", "--backup", created.Backup.ID, "--yes")
+	must("db", "restore", "back", "--backup", backupID, "--yes")
 	if got := superuserSQL(t, env, ns, "back", "select count(*) from t"); got != "3" {
 		t.Fatalf("after a restore with time: %s rows, want the backup's 3", got)
 	}
