@@ -219,11 +219,10 @@ func (t *Tunnel) upgradeSPDY(ctx context.Context, u *url.URL) (*spdyConn, error)
 	if resp.StatusCode != http.StatusSwitchingProtocols ||
 		!strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderConnection)), "upgrade") ||
 		!strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderUpgrade)), "spdy/3.1") {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		if up.conn != nil {
 			_ = up.conn.Close()
 		}
-		return nil, fmt.Errorf("unable to upgrade connection: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return nil, handshakeError(errors.New("unable to upgrade connection"), resp)
 	}
 	if proto := resp.Header.Get(httpstream.HeaderProtocolVersion); proto != portforward.PortForwardProtocolV1Name {
 		_ = up.conn.Close()

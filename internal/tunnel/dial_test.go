@@ -87,3 +87,24 @@ func TestHandshakeErrorKeepsTheStatus(t *testing.T) {
 		t.Fatalf("handshake error %q, want the status and the body", err)
 	}
 }
+
+// A refused SPDY upgrade (after the WebSocket one) keeps the API server's Status too.
+func TestSPDYUpgradeRefusalKeepsTheStatus(t *testing.T) {
+	t.Parallel()
+	status := `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pods \"db-0\" is forbidden","reason":"Forbidden","code":403}`
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, status)
+	}))
+	defer srv.Close()
+	tun := &Tunnel{cfg: Config{
+		REST: &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}},
+		Logf: func(string, ...any) {},
+	}}
+	u, _ := url.Parse(srv.URL + "/api/v1/namespaces/ns/pods/db-0/portforward")
+	_, err := tun.upgrade(context.Background(), u)
+	if !apierrors.IsForbidden(err) || !tun.spdyOnly.Load() {
+		t.Fatalf("upgrade refused with 403 on both transports: %v (forbidden %v, fell back to SPDY %v)", err, apierrors.IsForbidden(err), tun.spdyOnly.Load())
+	}
+}

@@ -37,8 +37,8 @@
 //     per upgraded connection reads the frames and writes the pod's data straight to the
 //     client's socket, and each frame is written whole, header and payload in one Write; data
 //     is sent in 32 KiB frames, so that one SPDY frame fits one WebSocket frame. On Linux
-//     the client's sockets and the one under TLS to the API server are read and written with
-//     raw system calls (rawconn_linux.go): the Go scheduler is not told about a system call
+//     the client's sockets and, over WebSocket, the one under TLS to the API server are read and
+//     written with raw system calls (the plain-SPDY fallback dials through client-go) (rawconn_linux.go): the Go scheduler is not told about a system call
 //     that cannot block, so it does not hand the goroutine's thread's work to another thread
 //     mid-write, and its monitor thread backs off instead of waking every 20 µs. That halves
 //     the tunnel's context switches and takes a third off its CPU per transaction.

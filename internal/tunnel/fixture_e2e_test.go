@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
@@ -145,44 +146,11 @@ func waitPodReady(t testing.TB, ctx context.Context, c kubernetes.Interface, ns,
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	ready := func(p *corev1.Pod) bool {
-		if p.UID == notUID || p.DeletionTimestamp != nil {
-			return false
-		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				return true
-			}
-		}
-		return false
+	p, err := testbed.WaitPod(ctx, c, ns, name, func(p *corev1.Pod) bool { return p != nil && p.UID != notUID && kube.PodReady(p) })
+	if err != nil {
+		t.Fatalf("pod %s/%s did not become ready: %v", ns, name, err)
 	}
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	for {
-		list, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: sel})
-		if err != nil {
-			t.Fatalf("list pod %s/%s: %v", ns, name, err)
-		}
-		for i := range list.Items {
-			if ready(&list.Items[i]) {
-				return &list.Items[i]
-			}
-		}
-		w, err := c.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.ResourceVersion})
-		if err != nil {
-			t.Fatalf("watch pod %s/%s: %v", ns, name, err)
-		}
-		for ev := range w.ResultChan() {
-			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted && ready(p) {
-				w.Stop()
-				return p
-			}
-		}
-		w.Stop()
-		if ctx.Err() != nil {
-			t.Fatalf("pod %s/%s did not become ready: %v", ns, name, ctx.Err())
-		}
-		// The watch ended early (expired resource version, API server timeout): list again.
-	}
+	return p
 }
 
 // waitPodGone watches until no pod named name has the given UID.

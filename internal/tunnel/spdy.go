@@ -123,7 +123,7 @@ func newSPDYConn(conn net.Conn, pingPeriod time.Duration) *spdyConn {
 	// stored (uncompressed) deflate blocks, which any zlib reader takes. Any other level would
 	// cost more to set up (it fills half a megabyte of match tables from the dictionary) than
 	// it could ever save. The dictionary is still declared, as SPDY/3 requires.
-	zw, err := zlib.NewWriterLevelDict(&c.zbuf, zlib.NoCompression, spdyDictionary())
+	zw, err := zlib.NewWriterLevelDict(&c.zbuf, zlib.NoCompression, spdyDict)
 	if err != nil {
 		panic(err) // only for an invalid level
 	}
@@ -540,6 +540,9 @@ func (s *spdyStream) reset() {
 		_ = c.writeControl(spdyRstStream, s.id, spdyCancel)
 	}
 }
+
+// spdyDict is spdyDictionary, built once.
+var spdyDict = spdyDictionary()
 
 // spdyDictionary is SPDY/3's zlib dictionary for header blocks (section 2.6.10.1 of the
 // draft): the length-prefixed words of common header names and values, then a run of common
