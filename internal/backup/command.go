@@ -94,19 +94,13 @@ func (c Config) RestoreInPod(restore []string) []string {
 }
 
 // SwapInPod puts the restored directory in place of PGDATA and stops the running server at
-// once, so that the next server starts on the restored data. The stop must be immediate
-// (SIGQUIT: no shutdown checkpoint): a server writes its control file by the absolute path of
-// PGDATA, and a clean shutdown would write the old cluster's pg_control into the restored
-// directory. A CHECKPOINT just before makes a timed checkpoint during the swap unlikely. The
-// old directory (which recovers from the stop like from a crash) is kept as
-// "$PGDATA.old-<stamp>" until CleanupInPod. In a pod, the container exits with its server and
-// restarts on the restored data, and the exec may end with it: see SwappedInPod.
+// once (moveAndStop), so that the next server starts on the restored data. The old directory
+// (which recovers from the stop like from a crash) is kept as "$PGDATA.old-<stamp>" until
+// CleanupInPod. In a pod, the container exits with its server and restarts on the restored
+// data, and the exec may end with it: see SwappedInPod.
 func SwapInPod(stamp string) []string {
-	script := fmt.Sprintf(`set -e; test -f "$PGDATA%[1]s/PG_VERSION"; pid=$(head -n 1 "$PGDATA/postmaster.pid"); `+
-		`psql -X -q -d postgres -c CHECKPOINT; `+
-		`mv "$PGDATA" "$PGDATA.old-%[2]s"; mv "$PGDATA%[1]s" "$PGDATA"; `+
-		`kill -QUIT "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done`, StagingSuffix, stamp)
-	return []string{"sh", "-c", script}
+	return []string{"sh", "-c", fmt.Sprintf(`set -e; test -f "$PGDATA%[1]s/PG_VERSION"; `, StagingSuffix) +
+		moveAndStop(fmt.Sprintf(`mv "$PGDATA" "$PGDATA.old-%[2]s"; mv "$PGDATA%[1]s" "$PGDATA"`, StagingSuffix, stamp))}
 }
 
 // SwappedInPod prints "yes" when SwapInPod(stamp) has put the restored data in place.
@@ -115,17 +109,23 @@ func SwappedInPod(stamp string) []string {
 }
 
 // UnswapInPod undoes SwapInPod when the restored data does not start (or not in time). A server
-// may be running on the restored data by then (the container restarted after the swap): like
-// SwapInPod, it is stopped at once (SIGQUIT, after a CHECKPOINT when it takes one) right after
-// the directories are moved, because a server that shuts down normally writes its control file
-// and dirty pages by PGDATA's path, which would by then be the original data's.
+// may be running on the restored data by then (the container restarted after the swap): it is
+// stopped the same way (moveAndStop), or its shutdown would write into the original data.
 func UnswapInPod(stamp string) []string {
-	script := fmt.Sprintf(`set -e; test -d "$PGDATA.old-%[1]s"; pid=""; `+
-		`if [ -f "$PGDATA/postmaster.pid" ]; then pid=$(head -n 1 "$PGDATA/postmaster.pid"); `+
-		`case "$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline")" in *postgres*) psql -X -q -d postgres -c CHECKPOINT >/dev/null 2>&1 || true;; *) pid="";; esac; fi; `+
-		`rm -rf "$PGDATA.failed"; mv "$PGDATA" "$PGDATA.failed"; mv "$PGDATA.old-%[1]s" "$PGDATA"; `+
-		`if [ -n "$pid" ]; then kill -QUIT "$pid" 2>/dev/null || true; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; fi`, stamp)
-	return []string{"sh", "-c", script}
+	return []string{"sh", "-c", fmt.Sprintf(`set -e; test -d "$PGDATA.old-%[1]s"; `, stamp) +
+		moveAndStop(fmt.Sprintf(`rm -rf "$PGDATA.failed"; mv "$PGDATA" "$PGDATA.failed"; mv "$PGDATA.old-%[1]s" "$PGDATA"`, stamp))}
+}
+
+// moveAndStop is the shell that runs moves (which change what directory PGDATA is) and then stops
+// at once the server that was running on PGDATA, if one was. The stop must be immediate
+// (SIGQUIT: no shutdown checkpoint): a server writes its control file and pages by PGDATA's
+// absolute path, and a clean shutdown would write into whatever directory is there after the
+// moves. A CHECKPOINT just before makes a timed checkpoint during the moves unlikely. A pid file
+// whose process is not a postgres (stale) names nothing to stop.
+func moveAndStop(moves string) string {
+	return `pid=""; if [ -f "$PGDATA/postmaster.pid" ]; then pid=$(head -n 1 "$PGDATA/postmaster.pid"); ` +
+		`case "$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline")" in *postgres*) psql -X -q -d postgres -c CHECKPOINT >/dev/null 2>&1 || true;; *) pid="";; esac; fi; ` +
+		moves + `; if [ -n "$pid" ]; then kill -QUIT "$pid" 2>/dev/null || true; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; fi`
 }
 
 // CleanupInPod removes what a finished restore left beside PGDATA.
