@@ -90,11 +90,8 @@ func GetBackupStatus(ctx context.Context, cs kubernetes.Interface, ns string, st
 	if b.Repo.Type == "posix" {
 		b.VolumeClaim = BackupPVCName(sts.Name)
 	}
-	if cj, err := cs.BatchV1().CronJobs(ns).Get(ctx, BackupScheduleName(sts.Name), metav1.GetOptions{}); err == nil {
-		b.Schedule, b.CronJob = cj.Spec.Schedule, cj.Name
-		if cj.Spec.TimeZone != nil {
-			b.TimeZone = *cj.Spec.TimeZone
-		}
+	if sched, err := CurrentBackupSchedule(ctx, cs, ns, sts.Name); err == nil && sched != nil {
+		b.Schedule, b.TimeZone, b.CronJob = sched.Cron, sched.TimeZone, BackupScheduleName(sts.Name)
 	}
 	return b
 }
@@ -198,7 +195,13 @@ type BackupSchedule struct {
 	// Cron is the CronJob's schedule (ParseAt).
 	Cron  string
 	Image string
+	// TimeZone is the schedule's, as read from the cluster; ApplyBackupSchedule always writes
+	// BackupTimeZone.
+	TimeZone string
 }
+
+// BackupTimeZone is the time zone of every daily backup schedule.
+const BackupTimeZone = "Etc/UTC"
 
 // CurrentBackupSchedule reads the schedule a database has; nil when it has none.
 func CurrentBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name string) (*BackupSchedule, error) {
@@ -210,6 +213,9 @@ func CurrentBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, nam
 		return nil, fmt.Errorf("get cronjob %s: %w", BackupScheduleName(name), err)
 	}
 	s := &BackupSchedule{Cron: cj.Spec.Schedule}
+	if cj.Spec.TimeZone != nil {
+		s.TimeZone = *cj.Spec.TimeZone
+	}
 	for _, c := range cj.Spec.JobTemplate.Spec.Template.Spec.Containers {
 		s.Image = c.Image
 	}
@@ -266,7 +272,7 @@ func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name 
 	jobLabels := backupJobLabels(name)
 	cj := batchv1ac.CronJob(n, ns).WithLabels(labels).
 		WithSpec(batchv1ac.CronJobSpec().
-			WithSchedule(sched.Cron).WithTimeZone("Etc/UTC").
+			WithSchedule(sched.Cron).WithTimeZone(BackupTimeZone).
 			WithConcurrencyPolicy(batchv1.ForbidConcurrent).
 			WithStartingDeadlineSeconds(3600).
 			WithSuccessfulJobsHistoryLimit(3).WithFailedJobsHistoryLimit(3).

@@ -67,7 +67,7 @@ func CheckLogin(ctx context.Context, l Login) error {
 	}
 	var firstAuth time.Time
 	last, _, ctxEnded := retryLogin(ctx, cfg, func(err error) bool {
-		if !refused(err) {
+		if refusal(err) == nil {
 			return false
 		}
 		if firstAuth.IsZero() {
@@ -88,25 +88,24 @@ func CheckLogin(ctx context.Context, l Login) error {
 
 func addr(l Login) string { return l.Host + ":" + strconv.Itoa(l.Port) }
 
-// refused reports whether the server turned the login down (wrong password, no such role or
-// database), as opposed to not answering.
-func refused(err error) bool {
+// refusal is the server's refusal of a login (wrong password, no such role or database), as
+// opposed to not answering; nil when err is not one.
+func refusal(err error) *pgconn.PgError {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
-		return false
+		return nil
 	}
 	switch pgErr.Code {
 	case "28P01", "28000", "3D000": // invalid_password, invalid_authorization_specification, invalid_catalog_name
-		return true
+		return pgErr
 	}
-	return false
+	return nil
 }
 
 // authError wraps a refused login in ErrAuth; other errors are returned as they are.
 func authError(err error) error {
-	var pgErr *pgconn.PgError
-	if refused(err) && errors.As(err, &pgErr) {
-		return fmt.Errorf("%w: %s (SQLSTATE %s)", ErrAuth, pgErr.Message, pgErr.Code)
+	if r := refusal(err); r != nil {
+		return fmt.Errorf("%w: %s (SQLSTATE %s)", ErrAuth, r.Message, r.Code)
 	}
 	return err
 }

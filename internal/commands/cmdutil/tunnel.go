@@ -40,12 +40,8 @@ type ReadyTunnel struct {
 // OpenReadyTunnel opens a tunnel to a database and waits until PostgreSQL accepts r.Login through
 // it (pg.WaitReady). On an error the tunnel is closed and the spinner stopped.
 func OpenReadyTunnel(ctx context.Context, r ReadyTunnel) (Tunnel, error) {
-	wctx := ctx
-	if r.Timeout > 0 {
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(ctx, r.Timeout)
-		defer cancel()
-	}
+	wctx, cancel := TimeoutContext(ctx, r.Timeout)
+	defer cancel()
 	prog := r.Progress
 	prog.Start("Opening a tunnel to %s", r.Target)
 	t, err := r.Open()
@@ -67,13 +63,9 @@ func OpenReadyTunnel(ctx context.Context, r ReadyTunnel) (Tunnel, error) {
 		if r.Steps {
 			prog.Done("Tunnel closed")
 		}
-		code := ExitError
-		if wctx.Err() != nil && ctx.Err() == nil {
-			code = ExitTimeout
-		}
 		name := r.Scope.Database
-		return nil, (&Error{Code: code, Err: fmt.Errorf("database %s: %w", name, err)}).
-			WithHint("check it with `stackblaze db status %s`%s", name, r.Hint)
+		return nil, AsTimeout((&Error{Code: ExitError, Err: fmt.Errorf("database %s: %w", name, err)}).
+			WithHint("check it with `stackblaze db status %s`%s", name, r.Hint), ctx, wctx)
 	}
 	if r.Steps {
 		prog.Done("Database accepting connections")

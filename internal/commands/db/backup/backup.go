@@ -313,7 +313,7 @@ func runSchedule(ctx context.Context, o *Options) error {
 	if _, err := kube.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, kube.BackupSchedule{Cron: sched, Image: o.Image}); err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
 	}
-	res := ScheduleResult{Database: o.Name, CronJob: kube.BackupScheduleName(o.Name), Schedule: sched, TimeZone: "Etc/UTC", Image: o.Image, ServiceAccount: kube.BackupScheduleName(o.Name)}
+	res := ScheduleResult{Database: o.Name, CronJob: kube.BackupScheduleName(o.Name), Schedule: sched, TimeZone: kube.BackupTimeZone, Image: o.Image, ServiceAccount: kube.BackupScheduleName(o.Name)}
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)
 	}

@@ -277,7 +277,7 @@ func Provision(ctx context.Context, o *Options) (*Result, error) {
 	prog.Done("Pod %s is ready (%s)", kube.PodName(spec.Name), o.Now().Sub(start).Round(time.Second))
 
 	prog.Start("Logging in as %s through a port-forward", creds.Username)
-	if err := VerifyLogin(wctx, o.OpenTunnel, o.CheckLogin, c, spec.Namespace, spec.Name, creds); err != nil {
+	if err := VerifyLogin(wctx, o.OpenTunnel, o.CheckLogin, c, spec.Name, creds); err != nil {
 		if wctx.Err() != nil && ctx.Err() == nil {
 			return nil, (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s: no login within --timeout %s: %w", spec.Name, o.Timeout, err)}).
 				WithHint("the pod is ready but PostgreSQL did not accept the application's login; see `kubectl logs %s -n %s`", kube.PodName(spec.Name), spec.Namespace)
@@ -322,8 +322,8 @@ func (o *Options) backupSchedule(ctx context.Context, c *kube.Client) (kube.Back
 }
 
 // VerifyLogin logs in with creds through a fresh port-forward to the database pod.
-func VerifyLogin(ctx context.Context, open cmdutil.TunnelOpener, check func(context.Context, pg.Login) error, c *kube.Client, ns, name string, creds kube.Credentials) error {
-	t, err := open(ctx, c, ns, kube.PodName(name), kube.Port)
+func VerifyLogin(ctx context.Context, open cmdutil.TunnelOpener, check func(context.Context, pg.Login) error, c *kube.Client, name string, creds kube.Credentials) error {
+	t, err := open(ctx, c, c.Namespace, kube.PodName(name), kube.Port)
 	if err != nil {
 		return fmt.Errorf("open a port-forward to %s: %w", kube.PodName(name), err)
 	}

@@ -146,7 +146,7 @@ func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []
 	if err != nil {
 		return err
 	}
-	if err := create.VerifyLogin(ctx, o.OpenTunnel, o.CheckLogin, c, c.Namespace, o.Into, creds); err != nil {
+	if err := create.VerifyLogin(ctx, o.OpenTunnel, o.CheckLogin, c, o.Into, creds); err != nil {
 		return err
 	}
 	prog.Done("Login as %s to %s works (through a port-forward)", creds.Username, o.Into)

@@ -65,7 +65,7 @@ func backupsLine(b *kube.BackupStatus) string {
 	when := "no daily backup (set one with `stackblaze db backup schedule`)"
 	if b.Schedule != "" {
 		tz := b.TimeZone
-		if tz == "Etc/UTC" || tz == "" {
+		if tz == kube.BackupTimeZone || tz == "" {
 			tz = "UTC"
 		}
 		when = fmt.Sprintf("daily at %s %s", kube.DailyAt(b.Schedule), tz)
