@@ -8,7 +8,7 @@ TESTBED_KUBECONFIG := $(or $(STACKBLAZE_TESTBED_DIR),$(CURDIR)/.testbed)/kubecon
 # -count=1: every run runs every test; an end-to-end result is never taken from the test cache.
 GOTEST_FLAGS ?= -p 2 -timeout 45m -count=1
 
-.PHONY: all build test test-unit test-e2e testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check bench bench-tunnel demo clean
+.PHONY: all build test test-unit test-e2e test-testbed-cycle testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check bench bench-tunnel demo clean
 
 all: build
 
@@ -39,10 +39,16 @@ test-unit:
 e2e-tools:
 	@bash hack/e2e-tools.sh >/dev/null
 
-# The whole suite: unit tests and the end-to-end tests against the test bed, brought up first.
+# The whole suite: unit tests and the end-to-end tests against the test bed, brought up first;
+# then, alone, the test that takes the test bed down and up again and checks that down leaves
+# the machine as up found it (it ends with the test bed down).
 test: testbed-up build e2e-tools
 	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) STACKBLAZE_E2E_TOOLS=$$(bash hack/e2e-tools.sh) \
 		$(GO) test $(GOTEST_FLAGS) ./...
+	$(MAKE) test-testbed-cycle
+
+test-testbed-cycle: testbed-up
+	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) $(GO) test $(GOTEST_FLAGS) -tags testbedcycle -run '^TestE2ETestbedCycle$$' ./internal/testbed/
 
 test-e2e: testbed-up build e2e-tools
 	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) STACKBLAZE_E2E_TOOLS=$$(bash hack/e2e-tools.sh) \

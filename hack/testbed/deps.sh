@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Installs the distribution's packages that the test bed and the test suite need when they are
-# missing: PostgreSQL's server and client tools (initdb, postgres, psql, pg_dump, pgbench) for the
-# pod runner, pgBackRest and libfaketime (backups, and backdating them honestly in the retention
-# test), tmux with bash-completion (the shell completion test types TAB in a real bash), iproute2
-# and procps (ss and pgrep, for the test bed's own tests), and npm (node-pg-migrate).
+# missing: for the real node, runc, the CNI plugins, iptables and conntrack (kube-proxy), openssl
+# (the node's certificate) and mmdebstrap (the database images); PostgreSQL's server and client
+# tools (psql, pg_dump, pgbench on this machine, and the loopback backup tests' servers),
+# pgBackRest and libfaketime (backups, and backdating them honestly in the retention test), tmux
+# with bash-completion (the shell completion test types TAB in a real bash), iproute2 and procps
+# (ip, ss and pgrep, for the test bed's own tests), and npm (node-pg-migrate, Prisma).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 missing=()
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || missing+=(iptables)
+command -v conntrack >/dev/null || missing+=(conntrack)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 [ -n "$(pg_bindir)" ] || missing+=(postgresql postgresql-contrib)
 command -v psql >/dev/null || missing+=(postgresql-client)
 id postgres >/dev/null 2>&1 || missing+=(postgresql)

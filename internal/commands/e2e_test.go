@@ -124,7 +124,7 @@ func TestE2ECreateMakesEveryObject(t *testing.T) {
 	ns := env.Namespace(t, nil)
 	ctx := testbed.Context(t, 6*time.Minute)
 
-	r := cli(t, "", ns, "db", "create", "shop-db", "--version", "16", "--storage", "2G", "--plan", "hobby", "--timeout", "4m", "-o", "json")
+	r := cli(t, "", ns, "db", "create", "shop-db", "--version", "15", "--storage", "2G", "--plan", "hobby", "--timeout", "4m", "-o", "json")
 	mustOK(t, r)
 	// create has returned: a single login attempt through a fresh port-forward must work now.
 	conn := connect(t, ns, "shop-db")
@@ -188,7 +188,7 @@ func TestE2ECreateMakesEveryObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLabels("statefulset", sts.Name, sts.Labels)
-	if *sts.Spec.Replicas != 1 || sts.Spec.ServiceName != "shop-db-headless" || sts.Spec.Template.Spec.Containers[0].Image != "postgres:16" {
+	if *sts.Spec.Replicas != 1 || sts.Spec.ServiceName != "shop-db-headless" || sts.Spec.Template.Spec.Containers[0].Image != "stackblaze/postgres:15" {
 		t.Errorf("statefulset spec: replicas %d service %s image %s", *sts.Spec.Replicas, sts.Spec.ServiceName, sts.Spec.Template.Spec.Containers[0].Image)
 	}
 	if mf := sts.ManagedFields; len(mf) == 0 || mf[0].Manager != "stackblaze" || mf[0].Operation != metav1.ManagedFieldsOperationApply {
@@ -359,7 +359,7 @@ func TestE2EBadInputCreatesNothing(t *testing.T) {
 	}{
 		{[]string{"db", "create", "Bad_Name"}, "lowercase letters, digits and '-'"},
 		{[]string{"db", "create", strings.Repeat("x", 41)}, "at most 40"},
-		{[]string{"db", "create", "ok", "--version", "17"}, "use 15 or 16"},
+		{[]string{"db", "create", "ok", "--version", "14"}, "use 15, 16, 17 or 18"},
 		{[]string{"db", "create", "ok", "--storage", "600Gi"}, "1Gi to 500Gi"},
 		{[]string{"db", "create", "ok", "--storage", "100Mi"}, "1Gi to 500Gi"},
 		{[]string{"db", "create", "ok", "--plan", "free"}, "hobby, standard, pro"},
@@ -449,7 +449,7 @@ func TestE2EListStatusDelete(t *testing.T) {
 
 	r = cli(t, "", ns, "db", "status", "alpha")
 	mustOK(t, r)
-	for _, want := range []string{"State:    ready", "alpha-0, Running, ready", "PostgreSQL 16 (postgres:16)", "1Gi requested, 1Gi (data-alpha-0, Bound)", "alpha." + ns + ".svc.cluster.local:5432",
+	for _, want := range []string{"State:    ready", "alpha-0, Running, ready", "PostgreSQL 17 (stackblaze/postgres:17)", "1Gi requested, 1Gi (data-alpha-0, Bound)", "alpha." + ns + ".svc.cluster.local:5432",
 		"Backups:  daily at 03:00 UTC, on volume backup-alpha-0, no point-in-time recovery"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status does not show %q:\n%s", want, r.stdout)

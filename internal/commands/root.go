@@ -76,7 +76,7 @@ It talks to the cluster like kubectl does: --kubeconfig, --context and -n/--name
 Settings come from flags, then STACKBLAZE_* environment variables, then the project's
 .stackblaze.yaml, then $XDG_CONFIG_HOME/stackblaze/config.yaml.`),
 		Example: strings.TrimSpace(`
-stackblaze db create mydb --version 16 --storage 10Gi --plan standard
+stackblaze db create mydb --version 17 --storage 10Gi --plan standard
 stackblaze db list -o json
 stackblaze help exit-codes`),
 		SilenceErrors: true,

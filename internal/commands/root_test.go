@@ -38,7 +38,7 @@ func TestUsageErrorsNeverTouchTheCluster(t *testing.T) {
 		{[]string{"db", "create", "Bad_Name"}, "lowercase letters"},
 		{[]string{"db", "create", strings.Repeat("a", 41)}, "at most 40"},
 		{[]string{"db", "create", "1db"}, "starting with a letter"},
-		{[]string{"db", "create", "mydb", "--version", "14"}, "use 15 or 16"},
+		{[]string{"db", "create", "mydb", "--version", "14"}, "use 15, 16, 17 or 18"},
 		{[]string{"db", "create", "mydb", "--storage", "1000Gi"}, "from 1Gi to 500Gi"},
 		{[]string{"db", "create", "mydb", "--storage", "0Gi"}, "from 1Gi to 500Gi"},
 		{[]string{"db", "create", "mydb", "--storage", "10TB"}, "from 1Gi to 500Gi"},

@@ -94,7 +94,7 @@ func TestBuildObjects(t *testing.T) {
 		t.Fatalf("%d containers", len(pod.Containers))
 	}
 	ctr := pod.Containers[0]
-	if ctr.Name != "postgres" || ctr.Image != "postgres:16" {
+	if ctr.Name != "postgres" || ctr.Image != "stackblaze/postgres:16" {
 		t.Errorf("container %s image %s", ctr.Name, ctr.Image)
 	}
 	sc := ctr.SecurityContext

@@ -21,14 +21,26 @@ const (
 	MaxStorageGi  = 500
 	DefaultPlan   = "hobby"
 	// DefaultVersion is the PostgreSQL major version when --version is not given.
-	DefaultVersion = 16
+	DefaultVersion = 17
+	// DefaultImageRepository is the database image the release publishes (images/postgres): one
+	// tag per supported major, PostgreSQL with pgBackRest and our entrypoint, running as uid 999.
+	DefaultImageRepository = "stackblaze/postgres"
 	// DefaultStorage is the volume size when --storage is not given.
 	DefaultStorage = "1Gi"
 	Port           = 5432
 )
 
 // Versions are the supported PostgreSQL major versions.
-var Versions = []int{15, 16}
+var Versions = []int{15, 16, 17, 18}
+
+// VersionList says the supported versions in words: "15, 16, 17 or 18".
+func VersionList() string {
+	s := make([]string, len(Versions))
+	for i, v := range Versions {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
 
 // Plan is a size of database: what its pod requests and may use.
 type Plan struct {
@@ -104,7 +116,7 @@ func ParseVersion(s string) (int, error) {
 			}
 		}
 	}
-	return 0, inputErrorf("version %q is not supported: use 15 or 16", s)
+	return 0, inputErrorf("version %q is not supported: use %s", s, VersionList())
 }
 
 // ValidatePlan checks a plan name.
@@ -174,7 +186,7 @@ type S3Settings struct {
 func (s Spec) Image() string {
 	repo := s.ImageRepository
 	if repo == "" {
-		repo = "postgres"
+		repo = DefaultImageRepository
 	}
 	return fmt.Sprintf("%s:%d", repo, s.Version)
 }

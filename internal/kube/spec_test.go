@@ -86,15 +86,15 @@ func TestParseStorage(t *testing.T) {
 
 func TestParseVersionAndPlan(t *testing.T) {
 	t.Parallel()
-	for _, v := range []string{"15", "16"} {
+	for _, v := range []string{"15", "16", "17", "18"} {
 		if _, err := ParseVersion(v); err != nil {
 			t.Errorf("ParseVersion(%s): %v", v, err)
 		}
 	}
-	for _, v := range []string{"14", "17", "16.1", "latest", ""} {
+	for _, v := range []string{"14", "19", "16.1", "latest", ""} {
 		_, err := ParseVersion(v)
-		if err == nil || !strings.Contains(err.Error(), "15 or 16") {
-			t.Errorf("ParseVersion(%q) = %v, want an error naming 15 or 16", v, err)
+		if err == nil || !strings.Contains(err.Error(), "15, 16, 17 or 18") {
+			t.Errorf("ParseVersion(%q) = %v, want an error naming 15, 16, 17 or 18", v, err)
 		}
 	}
 	for _, p := range []string{"hobby", "standard", "pro"} {

@@ -162,3 +162,27 @@ func (e *Env) Kubectl() string {
 	}
 	return "kubectl"
 }
+
+// NodeIP is the address of the test bed's real node: the node's side of the pod network, which
+// every pod reaches (a server a test runs on this machine listens there for the pods to reach it).
+func (e *Env) NodeIP(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nodes, err := e.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: NodeLabel})
+	if err != nil {
+		t.Fatalf("list the test bed's nodes: %v", err)
+	}
+	for _, n := range nodes.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				return a.Address
+			}
+		}
+	}
+	t.Fatalf("the test bed has no real node with an InternalIP (label %s)", NodeLabel)
+	return ""
+}
+
+// NodeLabel selects the test bed's real node (hack/testbed/node.sh).
+const NodeLabel = "stackblaze.io/testbed=real"

@@ -23,8 +23,9 @@ import (
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
-// postgresStatefulSet is the smallest database the issue describes: one replica of postgres:16,
-// a 1Gi claim, and the superuser password from a Secret.
+// postgresStatefulSet is the smallest database: one replica of our database image, as uid 999
+// (the image refuses root) with fsGroup 999 on its volume, a 1Gi claim, and the superuser
+// password from a Secret.
 func postgresStatefulSet(t *testing.T, env *testbed.Env, ns, name, password string) {
 	t.Helper()
 	ctx := testbed.Context(t, 30*time.Second)
@@ -44,9 +45,11 @@ func postgresStatefulSet(t *testing.T, env *testbed.Env, ns, name, password stri
 			Selector:    &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Spec: corev1.PodSpec{SecurityContext: &corev1.PodSecurityContext{
+					RunAsUser: ptr.To[int64](999), RunAsGroup: ptr.To[int64](999), FSGroup: ptr.To[int64](999),
+				}, Containers: []corev1.Container{{
 					Name:  "postgres",
-					Image: "postgres:16",
+					Image: kube.DefaultImageRepository + ":17",
 					Ports: []corev1.ContainerPort{{ContainerPort: 5432}},
 					Env: []corev1.EnvVar{
 						{Name: "PGDATA", Value: "/var/lib/postgresql/data/pgdata"},
@@ -219,8 +222,8 @@ func TestE2ETwoNamespacesGetSeparateServers(t *testing.T) {
 	postgresStatefulSet(t, env, nsB, "db", "password-b")
 	a := waitReady(t, env, nsA, "db-0", "")
 	b := waitReady(t, env, nsB, "db-0", "")
-	if a.Annotations["testbed.stackblaze.io/postgres-ready"] == b.Annotations["testbed.stackblaze.io/postgres-ready"] {
-		t.Fatalf("both pods report the same server port %s", a.Annotations["testbed.stackblaze.io/postgres-ready"])
+	if a.Status.PodIP == "" || a.Status.PodIP == b.Status.PodIP {
+		t.Fatalf("the two pods have the addresses %q and %q: want two of their own", a.Status.PodIP, b.Status.PodIP)
 	}
 	ctx := testbed.Context(t, 30*time.Second)
 	ca := mustConnect(t, env, nsA, "db-0", "password-a")

@@ -67,6 +67,7 @@ func newTestDB(t testing.TB, ctx context.Context, env *testbed.Env) *testDB {
 		t.Fatalf("create service: %v", err)
 	}
 	one := int32(1)
+	postgresUID := int64(kube.PostgresUID)
 	sts := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: db.name, Namespace: db.ns, Labels: labels},
 		Spec: appsv1.StatefulSetSpec{
@@ -75,9 +76,11 @@ func newTestDB(t testing.TB, ctx context.Context, env *testbed.Env) *testDB {
 			Selector:    &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Spec: corev1.PodSpec{SecurityContext: &corev1.PodSecurityContext{
+					RunAsUser: &postgresUID, RunAsGroup: &postgresUID, FSGroup: &postgresUID,
+				}, Containers: []corev1.Container{{
 					Name:  "postgres",
-					Image: "postgres:16",
+					Image: kube.DefaultImageRepository + ":17",
 					Ports: []corev1.ContainerPort{{Name: "postgres", ContainerPort: dbPort}},
 					Env: []corev1.EnvVar{
 						{Name: "POSTGRES_USER", Value: db.user},

@@ -62,7 +62,7 @@ var ConfigKeys = []ConfigKey{
 	{Key: "verbose", Flag: "verbose", Default: false, Help: "print more detail on stderr"},
 	{Key: "yes", Flag: "yes", Default: false, Help: "answer yes to every confirmation (required for destructive commands without a terminal)"},
 	{Key: "dns_zone", Flag: "dns-zone", Default: "", Help: "internal DNS zone for database hosts (NAME.<zone> instead of NAME.NS.svc.cluster.local)"},
-	{Key: "image_repository", Flag: "", Default: "postgres", Help: "PostgreSQL image repository; the tag is the major version"},
+	{Key: "image_repository", Flag: "", Default: kube.DefaultImageRepository, Help: "PostgreSQL image repository; the tag is the major version"},
 	{Key: "database", Flag: "", Default: "", Help: "default database name for commands where NAME is optional"},
 	{Key: "backup_s3_bucket", Flag: "", Default: "", Help: "keep backups in this S3-compatible bucket instead of on each database's backup volume (applies to databases created afterwards)"},
 	{Key: "backup_s3_endpoint", Flag: "", Default: "", Help: "the S3 store's host, with :port when not 443 (required with backup_s3_bucket)"},
@@ -157,7 +157,7 @@ func LoadConfig(flags *pflag.FlagSet, src ConfigSources) (*Config, error) {
 		return nil, UsageErrorf("output format %q is not supported: use text or json", cfg.Output)
 	}
 	if cfg.ImageRepository == "" {
-		cfg.ImageRepository = "postgres"
+		cfg.ImageRepository = kube.DefaultImageRepository
 	}
 	if cfg.BackupS3Bucket != "" && cfg.BackupS3Endpoint == "" {
 		return nil, UsageErrorf("backup_s3_bucket is set but backup_s3_endpoint is not: name the S3 store's host (and :port when not 443)")

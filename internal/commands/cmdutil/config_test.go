@@ -68,7 +68,7 @@ func TestConfigPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Output != "text" || cfg.ImageRepository != "postgres" || cfg.Namespace != "" || len(cfg.Files) != 0 {
+	if cfg.Output != "text" || cfg.ImageRepository != "stackblaze/postgres" || cfg.Namespace != "" || len(cfg.Files) != 0 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 

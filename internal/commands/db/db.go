@@ -27,7 +27,7 @@ func NewCmdDB(f *cmdutil.Factory) *cobra.Command {
 		Use:     "db <command>",
 		Aliases: []string{"database", "databases"},
 		Short:   "Create and manage PostgreSQL databases",
-		Example: "stackblaze db create mydb --version 16 --storage 10Gi --plan standard\nstackblaze db list",
+		Example: "stackblaze db create mydb --version 17 --storage 10Gi --plan standard\nstackblaze db list",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return cmdutil.UsageErrorf("unknown command %q for %s", args[0], cmd.CommandPath()).

@@ -31,9 +31,10 @@ import (
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
-// fakeS3 serves an in-memory S3 store over TLS on loopback, with a certificate of its own CA.
-// The store is a stand-in; pgBackRest, which talks to it from the database pods, is real.
-func fakeS3(t *testing.T) (endpoint string, caPEM []byte, backend *s3mem.Backend) {
+// fakeS3 serves an in-memory S3 store over TLS at host (the node's address, which the database
+// pods reach), with a certificate of its own CA. The store is a stand-in; pgBackRest, which talks
+// to it from the database containers, is real.
+func fakeS3(t *testing.T, host string) (endpoint string, caPEM []byte, backend *s3mem.Backend) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -41,11 +42,11 @@ func fakeS3(t *testing.T) (endpoint string, caPEM []byte, backend *s3mem.Backend
 	}
 	// pgBackRest matches the host against the certificate's DNS names only.
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
-		DNSNames: []string{"127.0.0.1"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames: []string{host}, IPAddresses: []net.IP{net.ParseIP(host)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -65,6 +66,12 @@ func fakeS3(t *testing.T) (endpoint string, caPEM []byte, backend *s3mem.Backend
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(gofakes3.New(backend).Server())
+	ln, err := net.Listen("tcp4", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener.Close()
+	srv.Listener = ln
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -78,7 +85,7 @@ func TestE2EBackupsInS3(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
 	ctx := testbed.Context(t, 10*time.Minute)
-	endpoint, caPEM, store := fakeS3(t)
+	endpoint, caPEM, store := fakeS3(t, env.NodeIP(t))
 
 	if _, err := env.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "stackblaze-backup-s3"},

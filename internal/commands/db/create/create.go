@@ -68,12 +68,12 @@ credentials works through a port-forward, then prints how to connect (never the 
 Running it again with the same spec changes nothing; with another spec it refuses (exit 6).
 
 NAME: lowercase letters, digits and '-', starting with a letter, at most %d characters.
-Versions: 15, 16. Storage: %dGi to %dGi (10G and 10GB are taken as 10Gi).
+Versions: %s (default %d). Storage: %dGi to %dGi (10G and 10GB are taken as 10Gi).
 Plans: %s (see docs/commands.md for their CPU and memory).`,
-			kube.MaxNameLength, kube.MinStorageGi, kube.MaxStorageGi, planList())),
+			kube.MaxNameLength, kube.VersionList(), kube.DefaultVersion, kube.MinStorageGi, kube.MaxStorageGi, planList())),
 		Example: strings.TrimSpace(`
 stackblaze db create mydb
-stackblaze db create mydb --version 16 --storage 10Gi --plan standard
+stackblaze db create mydb --version 17 --storage 10Gi --plan standard
 stackblaze db create mydb --no-wait -o json`),
 		Args: cmdutil.OneName,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -98,14 +98,14 @@ stackblaze db create mydb --no-wait -o json`),
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Version, "version", fmt.Sprint(kube.DefaultVersion), "PostgreSQL major version: 15 or 16")
+	fl.StringVar(&opts.Version, "version", fmt.Sprint(kube.DefaultVersion), "PostgreSQL major version: "+kube.VersionList())
 	fl.StringVar(&opts.Storage, "storage", kube.DefaultStorage, fmt.Sprintf("volume size, %dGi to %dGi", kube.MinStorageGi, kube.MaxStorageGi))
 	fl.StringVar(&opts.Plan, "plan", kube.DefaultPlan, "plan: "+strings.Join(kube.PlanNames(), ", "))
 	fl.StringVar(&opts.BackupAt, "backup-at", kube.DefaultBackupAt, "time of the daily backup, HH:MM in UTC")
 	fl.BoolVar(&wait, "wait", false, "wait until the database accepts a login (the default)")
 	fl.BoolVar(&opts.NoWait, "no-wait", false, "return once the objects are written")
 	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 5*time.Minute, "how long to wait for the database")
-	_ = cmd.RegisterFlagCompletionFunc("version", cobra.FixedCompletions([]string{"15", "16"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("version", cobra.FixedCompletions(versionWords(), cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("plan", cobra.FixedCompletions(kube.PlanNames(), cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -382,4 +382,12 @@ func RenderText(w io.Writer, t output.Theme, r *Result) error {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%s\n", t.Muted.Render(fmt.Sprintf("Attach it to a service: stackblaze db attach %s --to deployment/web", r.Name)))
 	return nil
+}
+
+func versionWords() []string {
+	w := make([]string, len(kube.Versions))
+	for i, v := range kube.Versions {
+		w[i] = fmt.Sprint(v)
+	}
+	return w
 }

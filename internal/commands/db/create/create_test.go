@@ -1,6 +1,7 @@
 package create
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -17,9 +18,9 @@ func TestFlags(t *testing.T) {
 			noWait                       bool
 			timeout                      time.Duration
 		}{
-			{[]string{"mydb"}, "16", "1Gi", "hobby", "", false, 5 * time.Minute},
+			{[]string{"mydb"}, "17", "1Gi", "hobby", "", false, 5 * time.Minute},
 			{[]string{"mydb", "--version", "15", "--storage", "10GB", "--plan", "pro", "--no-wait", "--timeout", "30s"}, "15", "10Gi", "pro", "storage: 10GB taken as 10Gi", true, 30 * time.Second},
-			{[]string{"mydb", "--storage", "20G", "--wait"}, "16", "20Gi", "hobby", "storage: 20G taken as 20Gi", false, 5 * time.Minute},
+			{[]string{"mydb", "--storage", "20G", "--wait"}, "17", "20Gi", "hobby", "storage: 20G taken as 20Gi", false, 5 * time.Minute},
 		} {
 			e := cmdtest.New(t, tty, nil, "")
 			e.F.Config = &cmdutil.Config{DNSZone: "postgres.internal", ImageRepository: "registry.example/postgres"}
@@ -32,7 +33,7 @@ func TestFlags(t *testing.T) {
 				t.Fatalf("%v: %v", tc.args, err)
 			}
 			s := got.Spec
-			if s.Name != "mydb" || (map[bool]string{true: "15", false: "16"}[s.Version == 15]) != tc.version ||
+			if s.Name != "mydb" || fmt.Sprint(s.Version) != tc.version ||
 				s.Storage.String() != tc.storage || s.Plan.Name != tc.plan || got.StorageNote != tc.note ||
 				got.NoWait != tc.noWait || got.Timeout != tc.timeout {
 				t.Errorf("tty=%v %v: %+v", tty, tc.args, got)

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -413,20 +411,19 @@ func TestE2ERotateCredentialsNoPlaintextInServerLog(t *testing.T) {
 	}
 }
 
-// serverLog is the PostgreSQL log of every incarnation of the pod. `kubectl logs` cannot show it
-// on the test bed (KWOK parses only the CRI log format), so it is read where the pod runner
-// writes it: <test bed>/pods/<namespace>_<pod>_<uid prefix>/postgres.log.
+// serverLog is the PostgreSQL log of the pod's container, read as a user would, through the
+// API (kubectl logs): the container before the last restart, if any, then the current one.
 func serverLog(t *testing.T, env *testbed.Env, ns, pod string) string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(filepath.Dir(env.Kubeconfig), "pods", ns+"_"+pod+"_*", "postgres.log"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no server log for %s/%s under the test bed's pods directory (%v)", ns, pod, err)
-	}
+	ctx := testbed.Context(t, 30*time.Second)
 	var b strings.Builder
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	for _, previous := range []bool{true, false} {
+		data, err := env.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: kube.ContainerName, Previous: previous}).DoRaw(ctx)
 		if err != nil {
-			t.Fatal(err)
+			if previous {
+				continue // no restart: there is no previous container
+			}
+			t.Fatalf("logs of %s/%s: %v", ns, pod, err)
 		}
 		b.Write(data)
 	}

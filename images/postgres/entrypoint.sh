@@ -1,0 +1,73 @@
+#!/bin/bash
+# The database container's entrypoint. On the first start (no PG_VERSION in PGDATA) it
+# initialises the data directory: initdb with POSTGRES_USER and the password from
+# POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE (given to initdb in a file, never in argv),
+# POSTGRES_DB, then the scripts in /docker-entrypoint-initdb.d (*.sh run with bash, *.sql with
+# psql) against a server that listens on the Unix socket only. Then it runs postgres as PID 1, so
+# that the container's stop signal (SIGINT: a fast shutdown) reaches it and the data directory is
+# left consistent. Arguments that start with '-' are postgres options (-c name=value).
+set -Eeuo pipefail
+
+log() { echo "entrypoint: $*" >&2; }
+
+if [ "$(id -u)" = 0 ]; then
+  log "refusing to run PostgreSQL as root: run the container as uid 999"
+  exit 1
+fi
+if [ $# -eq 0 ] || [ "${1:0:1}" = "-" ]; then
+  set -- postgres "$@"
+fi
+if [ "$1" != postgres ]; then
+  exec "$@"
+fi
+
+: "${PGDATA:?PGDATA must be set}"
+: "${POSTGRES_USER:=postgres}"
+: "${POSTGRES_DB:=$POSTGRES_USER}"
+socket_dir=/var/run/postgresql
+
+init() {
+  if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD=$(<"$POSTGRES_PASSWORD_FILE")
+  fi
+  if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+    log "POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is not set: a new database needs a superuser password"
+    exit 1
+  fi
+  mkdir -p "$PGDATA"
+  chmod 700 "$PGDATA"
+  log "initialising $PGDATA"
+  # initdb reads the password from a file descriptor, so it appears in no process's argv.
+  initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
+    --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 \
+    ${POSTGRES_INITDB_ARGS:-} -D "$PGDATA" >/dev/null
+  unset POSTGRES_PASSWORD
+  {
+    echo
+    echo "# stackblaze: TCP logins need a password (SCRAM); the Unix socket is the container's own."
+    echo "host all all 0.0.0.0/0 scram-sha-256"
+    echo "host all all ::/0 scram-sha-256"
+  } >>"$PGDATA/pg_hba.conf"
+  echo "listen_addresses = '*'" >>"$PGDATA/postgresql.conf"
+
+  pg_ctl -D "$PGDATA" -w -t 60 -o "-c listen_addresses='' -c unix_socket_directories=$socket_dir" start >/dev/null
+  export PGHOST=$socket_dir PGUSER=$POSTGRES_USER
+  if [ "$POSTGRES_DB" != postgres ]; then
+    psql -v ON_ERROR_STOP=1 --dbname postgres --set db="$POSTGRES_DB" -qc 'CREATE DATABASE :"db"' >/dev/null
+  fi
+  local f
+  for f in /docker-entrypoint-initdb.d/*; do
+    case "$f" in
+      *.sh) log "running $f"; bash "$f" ;;
+      *.sql) log "running $f"; psql -v ON_ERROR_STOP=1 --dbname "$POSTGRES_DB" -q -f "$f" ;;
+      *) ;;
+    esac
+  done
+  pg_ctl -D "$PGDATA" -m fast -w -t 60 stop >/dev/null
+  log "initialised"
+}
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  init
+fi
+exec "$@"

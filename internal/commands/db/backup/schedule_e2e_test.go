@@ -1,0 +1,76 @@
+package backup_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/testbed"
+)
+
+// TestE2EScheduledBackupRuns runs the daily backup as the cluster would: a Job made from the
+// CronJob's own template (what `kubectl create job --from=cronjob/...` does), whose pod runs the
+// stackblaze image with the CronJob's ServiceAccount and in-cluster configuration, reaches the
+// API server through its Service and takes a backup that `db backup list` shows.
+func TestE2EScheduledBackupRuns(t *testing.T) {
+	env := testbed.Require(t)
+	ns := env.Namespace(t, nil)
+	ctx := testbed.Context(t, 6*time.Minute)
+	if r := env.Run(t, ns, "db", "create", "nightly", "--timeout", "3m"); r.Code != 0 {
+		t.Fatalf("db create: exit %d\n%s", r.Code, r.Stderr)
+	}
+	cj, err := env.Client.BatchV1().CronJobs(ns).Get(ctx, kube.BackupScheduleName("nightly"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "nightly-backup-now", Labels: cj.Spec.JobTemplate.Labels},
+		Spec:       cj.Spec.JobTemplate.Spec,
+	}
+	if _, err := env.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := env.Client.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", job.Name).String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var done *batchv1.Job
+	for ev := range w.ResultChan() {
+		j, ok := ev.Object.(*batchv1.Job)
+		if !ok {
+			continue
+		}
+		for _, c := range j.Status.Conditions {
+			if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+				done = j
+			}
+		}
+		if done != nil {
+			break
+		}
+	}
+	pods, _ := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
+	logs := ""
+	for _, p := range pods.Items {
+		b, _ := env.Client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		logs += p.Name + ":\n" + string(b)
+		if img := p.Spec.Containers[0].Image; img != cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Image || p.Spec.ServiceAccountName != kube.BackupScheduleName("nightly") {
+			t.Errorf("the job's pod runs %s as %s", img, p.Spec.ServiceAccountName)
+		}
+	}
+	if done == nil || done.Status.Succeeded != 1 {
+		t.Fatalf("the scheduled backup did not succeed (%v):\n%s", ctx.Err(), logs)
+	}
+	r := env.Run(t, ns, "db", "backup", "list", "nightly", "-o", "json")
+	var doc listDoc
+	if err := json.Unmarshal([]byte(r.Stdout), &doc); r.Code != 0 || err != nil || len(doc.Backups) != 1 {
+		t.Fatalf("backup list after the scheduled backup (exit %d): %v\n%s\njob's pod:\n%s", r.Code, err, r.Stdout, logs)
+	}
+}
