@@ -194,8 +194,18 @@ disabled_plugins = [
       max_conf_num = 1
   [plugins.'io.containerd.cri.v1.images']
     snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '$NODE/containerd/registries'
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = '$PAUSE_IMAGE'
+TOML
+  # The node pulls nothing: every registry is this closed local port, so an image that was not
+  # imported fails at once (ErrImagePull), without a name lookup or a packet leaving the machine.
+  mkdir -p "$NODE/containerd/registries/_default"
+  cat >"$NODE/containerd/registries/_default/hosts.toml" <<TOML
+server = "https://127.0.0.1:9"
+[host."https://127.0.0.1:9"]
+  capabilities = ["pull", "resolve"]
 TOML
   PATH="$TB/bin:$PATH" node_start containerd "$NODE/logs/containerd.log" "$TB/bin/containerd" --config "$NODE/containerd/config.toml"
   node_wait 30 containerd ctr_ version

@@ -26,6 +26,9 @@ fi
 : "${POSTGRES_DB:=$POSTGRES_USER}"
 socket_dir=/var/run/postgresql
 
+# init makes the data directory in a sibling directory and moves it into place only once every
+# step succeeded: a first start that fails half-way (a script error, the pod deleted) leaves no
+# PGDATA that a later start would take for a finished one.
 init() {
   if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
     POSTGRES_PASSWORD=$(<"$POSTGRES_PASSWORD_FILE")
@@ -34,36 +37,40 @@ init() {
     log "POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is not set: a new database needs a superuser password"
     exit 1
   fi
-  mkdir -p "$PGDATA"
-  chmod 700 "$PGDATA"
+  local tmp="$PGDATA.initialising"
+  rm -rf "$tmp"
+  if [ -d "$PGDATA" ]; then
+    rmdir "$PGDATA" 2>/dev/null || { log "$PGDATA exists without PG_VERSION and is not empty: not initialising over it"; exit 1; }
+  fi
   log "initialising $PGDATA"
   # initdb reads the password from a file descriptor, so it appears in no process's argv.
   initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
     --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 \
-    ${POSTGRES_INITDB_ARGS:-} -D "$PGDATA" >/dev/null
+    ${POSTGRES_INITDB_ARGS:-} -D "$tmp" >/dev/null
   unset POSTGRES_PASSWORD
   {
     echo
     echo "# stackblaze: TCP logins need a password (SCRAM); the Unix socket is the container's own."
     echo "host all all 0.0.0.0/0 scram-sha-256"
     echo "host all all ::/0 scram-sha-256"
-  } >>"$PGDATA/pg_hba.conf"
-  echo "listen_addresses = '*'" >>"$PGDATA/postgresql.conf"
+  } >>"$tmp/pg_hba.conf"
+  echo "listen_addresses = '*'" >>"$tmp/postgresql.conf"
 
-  pg_ctl -D "$PGDATA" -w -t 60 -o "-c listen_addresses='' -c unix_socket_directories=$socket_dir" start >/dev/null
+  pg_ctl -D "$tmp" -w -t 60 -o "-c listen_addresses='' -c unix_socket_directories=$socket_dir" start >/dev/null
   export PGHOST=$socket_dir PGUSER=$POSTGRES_USER
   if [ "$POSTGRES_DB" != postgres ]; then
-    psql -v ON_ERROR_STOP=1 --dbname postgres --set db="$POSTGRES_DB" -qc 'CREATE DATABASE :"db"' >/dev/null
+    psql -X -v ON_ERROR_STOP=1 --dbname postgres --set db="$POSTGRES_DB" -q <<<'CREATE DATABASE :"db"'
   fi
   local f
   for f in /docker-entrypoint-initdb.d/*; do
     case "$f" in
       *.sh) log "running $f"; bash "$f" ;;
-      *.sql) log "running $f"; psql -v ON_ERROR_STOP=1 --dbname "$POSTGRES_DB" -q -f "$f" ;;
+      *.sql) log "running $f"; psql -X -v ON_ERROR_STOP=1 --dbname "$POSTGRES_DB" -q -f "$f" ;;
       *) ;;
     esac
   done
-  pg_ctl -D "$PGDATA" -m fast -w -t 60 stop >/dev/null
+  pg_ctl -D "$tmp" -m fast -w -t 60 stop >/dev/null
+  mv "$tmp" "$PGDATA"
   log "initialised"
 }
 

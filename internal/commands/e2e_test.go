@@ -726,7 +726,7 @@ func TestE2ECreateWaitsForLogin(t *testing.T) {
 		t.Errorf("exit %d, want 7 with an explanation:\n%s", r.code, r.stderr)
 	}
 	sts, err := env.Client.AppsV1().StatefulSets(ns).Get(context.Background(), "stuck", metav1.GetOptions{})
-	if err != nil || sts.Spec.Template.Spec.Containers[0].Image != "example.invalid/not-a-database:16" {
+	if err != nil || sts.Spec.Template.Spec.Containers[0].Image != "example.invalid/not-a-database:17" {
 		t.Errorf("image from .stackblaze.yaml not used: %v", err)
 	}
 }

@@ -146,7 +146,24 @@ func backupEnv(s Spec) []*corev1ac.EnvVarApplyConfiguration {
 	return out
 }
 
-// BackupServerArgs are the container's arguments: the archive settings as -c name=value.
+// ServerSettings are the server's own settings, passed as -c name=value before the archive's:
+// client_connection_check_interval makes a backend busy in a statement notice within seconds
+// that its client went away (a killed migration tool, a dropped tunnel) and end, releasing its
+// locks (session advisory locks such as a migration lock included), instead of running on until
+// the statement finishes. An idle backend notices at once.
+var ServerSettings = []string{"client_connection_check_interval=2s"}
+
+// ServerArgs are the container's arguments: ServerSettings and the archive settings
+// (BackupServerArgs) as -c name=value, which the image's entrypoint passes on to postgres.
+func ServerArgs(s Spec) []string {
+	var args []string
+	for _, kv := range ServerSettings {
+		args = append(args, "-c", kv)
+	}
+	return append(args, BackupServerArgs(s)...)
+}
+
+// BackupServerArgs are the archive settings as -c name=value.
 func BackupServerArgs(s Spec) []string {
 	var args []string
 	for _, kv := range BackupConfig(s.Name).ServerSettings(s.Plan.PITR) {

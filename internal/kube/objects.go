@@ -291,9 +291,9 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 		WithName(ContainerName).
 		WithImage(s.Image()).
 		WithImagePullPolicy(corev1.PullIfNotPresent).
-		// The image's entrypoint passes "-c name=value" on to postgres: WAL archiving into the
-		// pgBackRest repository (internal/backup).
-		WithArgs(BackupServerArgs(s)...).
+		// The image's entrypoint passes "-c name=value" on to postgres: the server's settings and
+		// WAL archiving into the pgBackRest repository (internal/backup).
+		WithArgs(ServerArgs(s)...).
 		WithPorts(corev1ac.ContainerPort().WithName("postgresql").WithContainerPort(Port).WithProtocol(corev1.ProtocolTCP)).
 		WithEnv(append([]*corev1ac.EnvVarApplyConfiguration{
 			corev1ac.EnvVar().WithName("PGDATA").WithValue(PGDATA),

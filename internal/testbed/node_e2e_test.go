@@ -245,7 +245,8 @@ func dropCounter(t *testing.T) int {
 
 // TestE2EPodsCannotLeaveTheMachine proves the test bed's drop rule without sending anything off
 // this machine: an address the pod network must not reach (198.51.100.1, a documentation range)
-// is put on a local dummy interface with a listener behind it. A pod's attempt to reach it gets
+// is put on a local interface (one end of a veth pair of the test's own: this kernel has no dummy
+// interfaces) with a listener behind it. A pod's attempt to reach it gets
 // nothing, the listener sees nothing, and the rule's counter shows the drop; the same pod reaches
 // the API server through its Service, so the network itself works.
 func TestE2EPodsCannotLeaveTheMachine(t *testing.T) {
@@ -259,10 +260,11 @@ func TestE2EPodsCannotLeaveTheMachine(t *testing.T) {
 		}
 	}
 	_ = exec.Command("ip", "link", "del", link).Run()
-	run("link", "add", link, "type", "dummy")
+	run("link", "add", link, "type", "veth", "peer", "name", link+"p")
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", link).Run() })
 	run("addr", "add", addr+"/32", "dev", link)
 	run("link", "set", link, "up")
+	run("link", "set", link+"p", "up")
 	ln, err := net.Listen("tcp4", addr+":0")
 	if err != nil {
 		t.Fatal(err)

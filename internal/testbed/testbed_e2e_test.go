@@ -51,6 +51,11 @@ func postgresStatefulSet(t *testing.T, env *testbed.Env, ns, name, password stri
 					Name:  "postgres",
 					Image: kube.DefaultImageRepository + ":17",
 					Ports: []corev1.ContainerPort{{ContainerPort: 5432}},
+					// Ready once the server answers (the image initialises the data directory first).
+					ReadinessProbe: &corev1.Probe{
+						ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"pg_isready", "-h", "127.0.0.1", "-q"}}},
+						PeriodSeconds: 1,
+					},
 					Env: []corev1.EnvVar{
 						{Name: "PGDATA", Value: "/var/lib/postgresql/data/pgdata"},
 						{Name: "POSTGRES_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{

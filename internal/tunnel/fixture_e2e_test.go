@@ -82,6 +82,11 @@ func newTestDB(t testing.TB, ctx context.Context, env *testbed.Env) *testDB {
 					Name:  "postgres",
 					Image: kube.DefaultImageRepository + ":17",
 					Ports: []corev1.ContainerPort{{Name: "postgres", ContainerPort: dbPort}},
+					// Ready once the server answers (the image initialises the data directory first).
+					ReadinessProbe: &corev1.Probe{
+						ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"pg_isready", "-h", "127.0.0.1", "-q"}}},
+						PeriodSeconds: 1,
+					},
 					Env: []corev1.EnvVar{
 						{Name: "POSTGRES_USER", Value: db.user},
 						{Name: "POSTGRES_DB", Value: db.database},
