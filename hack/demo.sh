@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the local test bed: create a database, list it, show its status, attach it to
-# a service, and run a migration through a tunnel with `db migrate`; then a backup. Run through
+# The main job on the local test bed, on real containers: create a database, attach it to a
+# service whose pod writes a row over the Service, run Prisma's migrations through a tunnel with
+# `db migrate` (twice: the second has nothing to do), and query the migrated table from the app. Run through
 # `make demo` (which brings the test bed up and builds bin/stackblaze first).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,58 +14,70 @@ if [ -t 1 ]; then step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }; else step() 
 
 "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 
-step stackblaze db create shop --version 16 --storage 1Gi --plan hobby -n $ns
-"$sb" db create shop --version 16 --storage 1Gi --plan hobby -n "$ns"
+step stackblaze db create shop --version 17 --storage 1Gi --plan hobby -n $ns
+"$sb" db create shop --version 17 --storage 1Gi --plan hobby -n "$ns"
 
 step stackblaze db list -n $ns
 "$sb" db list -n "$ns"
 
+# A web service to attach the database to: a real container (the database image has psql) that
+# waits for DATABASE_URL, resolves the database's name, writes a row and stays up.
+"$kubectl" -n "$ns" apply -f - >/dev/null <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: stackblaze/postgres:17
+        command:
+        - bash
+        - -c
+        - |
+          if [ -z "${DATABASE_URL:-}" ]; then echo "waiting to be attached"; exec sleep infinity; fi
+          host=$(printf '%s' "$DATABASE_URL" | sed -E 's#^[^@]*@([^:/]+).*$#\1#')
+          echo "web: $host is $(getent hosts "$host" | awk '{print $1}')"
+          psql "$DATABASE_URL" -X -q -c "CREATE TABLE IF NOT EXISTS boot (at timestamptz DEFAULT now(), pod text)" -c "INSERT INTO boot (pod) VALUES ('$HOSTNAME')"
+          echo "web: wrote a row"; touch /tmp/ready; exec sleep infinity
+        readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1}
+YAML
+step stackblaze db attach shop --to deployment/web -n $ns
+"$sb" db attach shop --to deployment/web -n "$ns"
+"$kubectl" -n "$ns" rollout status deployment/web --timeout=3m >/dev/null
+step kubectl logs deployment/web -n $ns
+"$kubectl" -n "$ns" logs deployment/web
+
+# The Prisma example (examples/prisma), with the packages hack/e2e-tools.sh installs for it.
+project=$(mktemp -d)
+trap 'rm -rf "$project"' EXIT
+cp -r "$root/examples/prisma/." "$project/"
+ln -s "$(bash "$root/hack/e2e-tools.sh" 2>/dev/null)/prisma/node_modules" "$project/node_modules"
+export CHECKPOINT_DISABLE=1
+
+step stackblaze db migrate shop -n $ns -- npx prisma migrate deploy
+(cd "$project" && "$sb" db migrate shop -n "$ns" -- npx prisma migrate deploy)
+
+step stackblaze db migrate shop -n $ns -- npx prisma migrate deploy   "# again: nothing pending"
+(cd "$project" && "$sb" db migrate shop -n "$ns" -- npx prisma migrate deploy)
+
+step kubectl exec deployment/web -n $ns -- psql '$DATABASE_URL' -c 'INSERT INTO "Visit" ...'
+"$kubectl" -n "$ns" exec deployment/web -- bash -c \
+  'psql "$DATABASE_URL" -X -c "INSERT INTO \"Visit\" (path) VALUES ('"'"'/'"'"') RETURNING *" -c "TABLE boot"'
+
 step stackblaze db status shop -n $ns
 "$sb" db status shop -n "$ns"
 
-# A web service to attach the database to (on the test bed its pod does not really run).
-"$kubectl" -n "$ns" create deployment web --image=example/web:1 --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
-step stackblaze db attach shop --to deployment/web -n $ns
-"$sb" db attach shop --to deployment/web -n "$ns"
-step kubectl get deployment web -n $ns -o jsonpath='{.spec.template.spec.containers[0].env}'
-"$kubectl" -n "$ns" get deployment web -o jsonpath='{.spec.template.spec.containers[0].env}'
-echo
-
-migrations=$(mktemp -d)
-trap 'rm -rf "$migrations"' EXIT
-cat > "$migrations/001_create_orders.sql" <<'SQL'
-CREATE TABLE IF NOT EXISTS orders (id serial PRIMARY KEY, total_cents integer NOT NULL, created_at timestamptz DEFAULT now());
-SQL
-# A migration "tool" any machine has: psql applying the files in order, recorded in a table of
-# the dbmate/Rails shape so that migrate can say what this run applied.
-cat > "$migrations/migrate.sh" <<'SH'
-set -e
-export PGOPTIONS='-c client_min_messages=warning'
-psql -q -v ON_ERROR_STOP=1 -c 'CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY)'
-for f in "$(dirname "$0")"/*.sql; do
-  v=$(basename "$f" .sql)
-  if [ -z "$(psql -Atc "SELECT 1 FROM schema_migrations WHERE version = '$v'")" ]; then
-    echo "applying $v"
-    psql -q -v ON_ERROR_STOP=1 -f "$f"
-    psql -q -c "INSERT INTO schema_migrations VALUES ('$v')"
-  fi
-done
-SH
-
-step stackblaze db migrate shop -n $ns -- sh migrate.sh
-"$sb" db migrate shop -n "$ns" -- sh "$migrations/migrate.sh"
-
-step stackblaze db migrate shop -n $ns -- sh migrate.sh   "# again: nothing to apply"
-"$sb" db migrate shop -n "$ns" -- sh "$migrations/migrate.sh"
-
-step stackblaze db backup create shop -n $ns
-"$sb" db backup create shop -n "$ns"
-
 cat <<MSG
 
-The database runs on the local test bed. Try:
+The database runs in a container on the local test bed's node. Try:
   export KUBECONFIG=$KUBECONFIG
-  bin/stackblaze db run shop -n $ns -- psql -c 'table orders'
+  bin/stackblaze db run shop -n $ns -- psql -c 'table "Visit"'
+  bin/stackblaze db backup create shop -n $ns
   bin/stackblaze db delete shop -n $ns --yes
   make testbed-down
 MSG

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real migration tools that the end-to-end tests of `db migrate` run, from the Go
-# module proxy and the npm registry, into a cache outside the repository (keyed by version).
-# Prints the directory whose bin/ holds them.
+# module proxy and the npm registry, into a cache outside the repository (keyed by version):
+# goose, node-pg-migrate, and the Prisma example's packages (examples/prisma, keyed by its lock
+# file) in prisma-<hash>/node_modules. Prints the directory whose bin/ holds them.
 set -euo pipefail
 GOOSE_VERSION=v3.29.0
 NODE_PG_MIGRATE_VERSION=9.0.0
@@ -23,4 +24,15 @@ if [ ! -x "$cache/node/node_modules/.bin/node-pg-migrate" ]; then
   (cd "$cache/node" && npm install --no-audit --no-fund --loglevel=error "node-pg-migrate@$NODE_PG_MIGRATE_VERSION" "pg@$PG_VERSION" >&2)
   ln -sf "$cache/node/node_modules/.bin/node-pg-migrate" "$cache/bin/node-pg-migrate"
 fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+prisma="$cache/prisma-$(cat "$root/examples/prisma/package.json" "$root/examples/prisma/package-lock.json" | sha256sum | cut -c1-12)"
+if [ ! -x "$prisma/node_modules/.bin/prisma" ]; then
+  echo "e2e-tools: installing the Prisma example's packages" >&2
+  rm -rf "$prisma" && mkdir -p "$prisma"
+  cp "$root/examples/prisma/package.json" "$root/examples/prisma/package-lock.json" "$prisma/"
+  # Without install scripts: Prisma's only try engine downloads that the example does not use (it
+  # runs the Wasm schema engine, engine 'js').
+  (cd "$prisma" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+fi
+ln -sfn "$prisma" "$cache/prisma"
 echo "$cache"

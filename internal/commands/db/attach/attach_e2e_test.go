@@ -15,6 +15,11 @@ import (
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
+var (
+	appImage = kube.DefaultImageRepository + ":17"
+	sleep    = []string{"sleep", "infinity"}
+)
+
 func deployment(name string, env ...corev1.EnvVar) *appsv1.Deployment {
 	labels := map[string]string{"app": name}
 	return &appsv1.Deployment{
@@ -24,8 +29,9 @@ func deployment(name string, env ...corev1.EnvVar) *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{
-					{Name: "app", Image: "nginx", Env: append([]corev1.EnvVar{{Name: "OTHER", Value: "kept"}}, env...)},
-					{Name: "sidecar", Image: "nginx"},
+					// Real containers that run until they are replaced (the database image has sleep).
+					{Name: "app", Image: appImage, Command: sleep, Env: append([]corev1.EnvVar{{Name: "OTHER", Value: "kept"}}, env...)},
+					{Name: "sidecar", Image: appImage, Command: sleep},
 				}},
 			},
 		},

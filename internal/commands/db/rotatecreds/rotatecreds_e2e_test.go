@@ -113,7 +113,10 @@ func setup(t *testing.T, env *testbed.Env, db string) string {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					// A real container that runs until it is replaced (the database image has sleep).
+					Name: "web", Image: kube.DefaultImageRepository + ":17", Command: []string{"sleep", "infinity"},
+				}}},
 			},
 		},
 	}

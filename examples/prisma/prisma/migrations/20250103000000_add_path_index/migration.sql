@@ -1,0 +1,2 @@
+-- CreateIndex
+CREATE INDEX "Visit_path_idx" ON "Visit"("path");
