@@ -306,10 +306,16 @@ node_provisioner() {
     --node "$NODE_NAME" --volumes "$NODE/volumes"
 }
 
-node_up() {
+# node_prepare records the machine and sets up the pod network and its drop rule: before the
+# control plane, so that no pod can ever start without the rule.
+node_prepare() {
   mkdir -p "$NODE/pids" "$NODE/logs"
   node_record_machine
   node_network
+}
+
+# node_up starts the node's components (once the control plane is up: the node needs its CA).
+node_up() {
   node_cgroups
   node_certs
   node_containerd
@@ -342,7 +348,7 @@ node_down() {
   for m in $(awk -v a="$TB/" -v b="$RUNDIR/" 'index($5, a) == 1 || index($5, b) == 1 || $5 == substr(b, 1, length(b) - 1) {print $5}' /proc/self/mountinfo | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
-  ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
   local before="$NODE/before"
   if [ -f "$before/iptables" ]; then
     "$TB/bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
@@ -373,15 +379,15 @@ node_stop() {
 }
 
 node_kill_cgroup() {
-  local f="/sys/fs/cgroup/freezer/$CGROUP_ROOT" pids
+  local pids
   for _ in $(seq 1 50); do
-    pids=$(find "/sys/fs/cgroup/pids/$CGROUP_ROOT" "/sys/fs/cgroup/memory/$CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+    pids=$({ find "/sys/fs/cgroup/pids/$CGROUP_ROOT" "/sys/fs/cgroup/memory/$CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null || true; } | sort -u)
     [ -z "$pids" ] && return 0
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
     sleep 0.1
   done
-  [ -d "$f" ] || true
+  log "processes are still running in the cgroup $CGROUP_ROOT: $pids"
 }
 
 node_rm_cgroups() {

@@ -15,15 +15,14 @@ fi
 [ "$(id -u)" -eq 0 ] || { log "the test bed runs a kubelet and containers: run it as root"; exit 1; }
 
 bin=$(bash "$here/build.sh" | tail -n 1)
-mkdir -p "$TB/bin" "$NODE/pids" "$NODE/logs"
+mkdir -p "$TB/bin"
 for b in kubectl kwokctl kubelet kube-proxy containerd ctr containerd-shim-runc-v2 coredns; do
   ln -sf "$bin/$b" "$TB/bin/$b"
 done
 kubectl=("$TB/bin/kubectl" --kubeconfig "$KUBECONFIG_PATH")
 
 # What up changes is recorded first; the pod network and its drop rule come before any pod.
-node_record_machine
-node_network
+node_prepare
 
 if ! apiserver_ready; then
   # A half-started or stale cluster from an earlier run: start over.
@@ -72,14 +71,7 @@ fi
 "${kubectl[@]}" apply --server-side --force-conflicts -f "$here/storageclass.yaml" -f "$here/cpu-requests.yaml" >/dev/null
 
 log "starting the node $NODE_NAME (containerd $CONTAINERD_VERSION, kubelet $KUBERNETES_VERSION, kube-proxy, CoreDNS $COREDNS_VERSION)"
-node_cgroups
-node_certs
-node_containerd
-node_images
-node_kubelet
-node_proxy
-node_dns
-node_provisioner
+node_up
 "${kubectl[@]}" wait --for=create "node/$NODE_NAME" --timeout=60s >/dev/null
 "${kubectl[@]}" wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s >/dev/null ||
   { log "the node did not become Ready; see $NODE/logs/kubelet.log"; tail -n 20 "$NODE/logs/kubelet.log" >&2; exit 1; }

@@ -77,4 +77,7 @@ init() {
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   init
 fi
+# A volume whose ownership the kubelet sets for fsGroup on every mount (fsGroupChangePolicy
+# Always) leaves PGDATA group-writable, which PostgreSQL refuses: put its mode back.
+chmod 0700 "$PGDATA"
 exec "$@"

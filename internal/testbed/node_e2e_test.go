@@ -245,10 +245,10 @@ func dropCounter(t *testing.T) int {
 
 // TestE2EPodsCannotLeaveTheMachine proves the test bed's drop rule without sending anything off
 // this machine: an address the pod network must not reach (198.51.100.1, a documentation range)
-// is put on a local interface (one end of a veth pair of the test's own: this kernel has no dummy
-// interfaces) with a listener behind it. A pod's attempt to reach it gets
-// nothing, the listener sees nothing, and the rule's counter shows the drop; the same pod reaches
-// the API server through its Service, so the network itself works.
+// is put on a local interface (one end of a veth pair of the test's own; kernels without dummy
+// interfaces have veth) with a listener behind it. A pod's attempt to reach it gets nothing, the
+// listener sees nothing, and the rule's counter shows the drop; the same pod reaches the API
+// server through its Service, so the network itself works.
 func TestE2EPodsCannotLeaveTheMachine(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)

@@ -16,8 +16,9 @@ import (
 )
 
 var (
-	appImage = kube.DefaultImageRepository + ":17"
-	sleep    = []string{"sleep", "infinity"}
+	appImage  = kube.DefaultImageRepository + ":17"
+	sleep     = []string{"sleep", "infinity"}
+	oneSecond = int64(1)
 )
 
 func deployment(name string, env ...corev1.EnvVar) *appsv1.Deployment {
@@ -28,8 +29,9 @@ func deployment(name string, env ...corev1.EnvVar) *appsv1.Deployment {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{
-					// Real containers that run until they are replaced (the database image has sleep).
+				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &oneSecond, Containers: []corev1.Container{
+					// Real containers that run until they are replaced (the database image has
+					// sleep, which as PID 1 ignores SIGTERM: a short grace period).
 					{Name: "app", Image: appImage, Command: sleep, Env: append([]corev1.EnvVar{{Name: "OTHER", Value: "kept"}}, env...)},
 					{Name: "sidecar", Image: appImage, Command: sleep},
 				}},

@@ -107,14 +107,16 @@ func setup(t *testing.T, env *testbed.Env, db string) string {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
 	labels := map[string]string{"app": "web"}
+	oneSecond := int64(1)
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: appsv1.DeploymentSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					// A real container that runs until it is replaced (the database image has sleep).
+				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &oneSecond, Containers: []corev1.Container{{
+					// A real container that runs until it is replaced (the database image has sleep,
+					// which as PID 1 ignores SIGTERM: a short grace period).
 					Name: "web", Image: kube.DefaultImageRepository + ":17", Command: []string{"sleep", "infinity"},
 				}}},
 			},
