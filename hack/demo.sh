@@ -42,7 +42,7 @@ spec:
           if [ -z "${DATABASE_URL:-}" ]; then echo "waiting to be attached"; exec sleep infinity; fi
           host=$(printf '%s' "$DATABASE_URL" | sed -E 's#^[^@]*@([^:/]+).*$#\1#')
           echo "web: $host is $(getent hosts "$host" | awk '{print $1}')"
-          psql "$DATABASE_URL" -X -q -c "CREATE TABLE IF NOT EXISTS boot (at timestamptz DEFAULT now(), pod text)" -c "INSERT INTO boot (pod) VALUES ('$HOSTNAME')"
+          psql "$DATABASE_URL" -X -q -c "CREATE SCHEMA IF NOT EXISTS web" -c "CREATE TABLE IF NOT EXISTS web.boot (at timestamptz DEFAULT now(), pod text)" -c "INSERT INTO web.boot (pod) VALUES ('$HOSTNAME')"
           echo "web: wrote a row"; touch /tmp/ready; exec sleep infinity
         readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1}
 YAML
@@ -52,11 +52,12 @@ step stackblaze db attach shop --to deployment/web -n $ns
 step kubectl logs deployment/web -n $ns
 "$kubectl" -n "$ns" logs deployment/web
 
-# The Prisma example (examples/prisma), with the packages hack/e2e-tools.sh installs for it.
+# The Prisma example (examples/prisma), installed as a developer would.
 project=$(mktemp -d)
 trap 'rm -rf "$project"' EXIT
 cp -r "$root/examples/prisma/." "$project/"
-ln -s "$(bash "$root/hack/e2e-tools.sh" 2>/dev/null)/prisma/node_modules" "$project/node_modules"
+bash "$root/hack/e2e-tools.sh" >/dev/null # fills npm's cache with the example's packages once
+(cd "$project" && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
 export CHECKPOINT_DISABLE=1
 
 step stackblaze db migrate shop -n $ns -- npx prisma migrate deploy
@@ -67,7 +68,7 @@ step stackblaze db migrate shop -n $ns -- npx prisma migrate deploy   "# again: 
 
 step kubectl exec deployment/web -n $ns -- psql '$DATABASE_URL' -c 'INSERT INTO "Visit" ...'
 "$kubectl" -n "$ns" exec deployment/web -- bash -c \
-  'psql "$DATABASE_URL" -X -c "INSERT INTO \"Visit\" (path) VALUES ('"'"'/'"'"') RETURNING *" -c "TABLE boot"'
+  'psql "$DATABASE_URL" -X -c "INSERT INTO \"Visit\" (path) VALUES ('"'"'/'"'"') RETURNING *" -c "TABLE web.boot"'
 
 step stackblaze db status shop -n $ns
 "$sb" db status shop -n "$ns"

@@ -113,19 +113,29 @@ func TestE2EDatabaseContainerFromInside(t *testing.T) {
 	}
 
 	// The readiness probe is executed by the kubelet: a server that stops answering (its
-	// postmaster stopped) goes NotReady; once it answers again the pod is Ready again.
-	mustExec(t, env, ns, pod, "kill", "-STOP", "1")
+	// postmaster stopped, from this machine: inside the container PID 1 ignores SIGSTOP) goes
+	// NotReady; once it answers again the pod is Ready again.
+	ctx := testbed.Context(t, 2*time.Minute)
+	running, err := env.Client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	postmaster := strconv.Itoa(postmasterHostPID(t, running))
+	if out, err := exec.Command("kill", "-STOP", postmaster).CombinedOutput(); err != nil {
+		t.Fatalf("stop the postmaster: %v %s", err, out)
+	}
 	stopped := true
 	t.Cleanup(func() {
 		if stopped {
-			_, _ = kexec(t, env, ns, pod, "kill", "-CONT", "1")
+			_ = exec.Command("kill", "-CONT", postmaster).Run()
 		}
 	})
-	ctx := testbed.Context(t, 2*time.Minute)
 	if _, err := testbed.WaitPod(ctx, env.Client, ns, pod, func(p *corev1.Pod) bool { return p != nil && !kube.PodReady(p) }); err != nil {
 		t.Fatalf("the pod stayed Ready while its server did not answer: %v", err)
 	}
-	mustExec(t, env, ns, pod, "kill", "-CONT", "1")
+	if out, err := exec.Command("kill", "-CONT", postmaster).CombinedOutput(); err != nil {
+		t.Fatalf("continue the postmaster: %v %s", err, out)
+	}
 	stopped = false
 	p, err := testbed.WaitPod(ctx, env.Client, ns, pod, func(p *corev1.Pod) bool { return p != nil && kube.PodReady(p) })
 	if err != nil {
