@@ -334,7 +334,8 @@ node_down() {
   # Every container process lives in the test bed's cgroup: kill them all, then the shims.
   node_stop containerd
   local shims id
-  shims=$(pgrep -f -- "$TB/bin/containerd-shim-runc-v2 " || true)
+  # The shims name containerd's socket (their own path is the resolved binary's).
+  shims=$(pgrep -f -- "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true)
   if [ -d "$RUNDIR/runc/k8s.io" ]; then
     for id in $(runc --root "$RUNDIR/runc/k8s.io" list -q 2>/dev/null); do
       runc --root "$RUNDIR/runc/k8s.io" delete --force "$id" >/dev/null 2>&1 || true

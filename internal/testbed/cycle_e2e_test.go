@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
@@ -160,7 +161,12 @@ func TestE2ETestbedCycle(t *testing.T) {
 	}
 
 	script(t, env, "up.sh")
+	// A new cluster with a new CA at the same paths: read the files now (client-go caches TLS
+	// transports by file name).
 	cfg, err := clientcmd.BuildConfigFromFlags("", env.Kubeconfig)
+	if err == nil {
+		err = rest.LoadTLSFiles(cfg)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
