@@ -25,7 +25,8 @@ NODE_SYSCTLS="net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.netfilter.nf_conntrack_max"
 HOST_DIRS="/var/lib/cni /var/log/containers /run/containerd /var/run/netns /etc/cni"
 
-ctr_() { "$TB/bin/ctr" --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+# ctr_ runs ctr against the node's containerd (without its cgroup v1 deprecation notice).
+ctr_() { "$TB/bin/ctr" --address "$CONTAINERD_SOCK" -n k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2); }
 
 node_pid_alive() { [ -f "$NODE/pids/$1" ] && kill -0 "$(cat "$NODE/pids/$1")" 2>/dev/null; }
 

@@ -68,7 +68,7 @@ YAML
     --kwok-controller-binary "$bin/kwok" \
     --wait 2m >"$TB/kwokctl.log" 2>&1 || { log "kwokctl failed; see $TB/kwokctl.log"; tail -n 20 "$TB/kwokctl.log" >&2; exit 1; }
 fi
-"${kubectl[@]}" apply --server-side --force-conflicts -f "$here/storageclass.yaml" -f "$here/cpu-requests.yaml" >/dev/null
+"${kubectl[@]}" apply --server-side --force-conflicts -f "$here/storageclass.yaml" -f "$here/policies.yaml" >/dev/null
 
 log "starting the node $NODE_NAME (containerd $CONTAINERD_VERSION, kubelet $KUBERNETES_VERSION, kube-proxy, CoreDNS $COREDNS_VERSION)"
 node_up

@@ -334,4 +334,11 @@ probe "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT"`, addr, port)
 	if after := dropCounter(t); after <= before {
 		t.Errorf("the drop rule's counter went from %d to %d: the rule did not drop the pod's packets", before, after)
 	}
+
+	// A pod in the host's network namespace would not pass through the rule: none is admitted.
+	host := probe.DeepCopy()
+	host.Name, host.Spec.HostNetwork = "host-probe", true
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, host, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "host's network") {
+		t.Errorf("a pod with hostNetwork was not refused: %v", err)
+	}
 }
