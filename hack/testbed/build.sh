@@ -17,6 +17,8 @@ want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet
 
 have_all() {
   for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done
+  # containerd and CoreDNS are linked from directories of their own versions.
+  [ -x "$cache_root/containerd-$CONTAINERD_VERSION/bin/containerd" ] && [ -x "$cache_root/coredns-$COREDNS_VERSION/bin/coredns" ]
 }
 if have_all; then
   echo "$bin"

@@ -23,12 +23,23 @@ CONTAINERD_SOCK="$RUNDIR/containerd.sock"
 NODE_SYSCTLS="net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
   net.ipv4.conf.all.route_localnet vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.netfilter.nf_conntrack_max"
-HOST_DIRS="/var/lib/cni /var/log/containers /run/containerd /var/run/netns /etc/cni"
+# The kubelet keeps its device-plugin socket under /var/lib/kubelet whatever its root directory.
+HOST_DIRS="/var/lib/cni /var/log/containers /run/containerd /var/run/netns /etc/cni /var/lib/kubelet /usr/libexec/kubernetes"
 
 # ctr_ runs ctr against the node's containerd (without its cgroup v1 deprecation notice).
 ctr_() { "$TB/bin/ctr" --address "$CONTAINERD_SOCK" -n k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2); }
 
-node_pid_alive() { [ -f "$NODE/pids/$1" ] && kill -0 "$(cat "$NODE/pids/$1")" 2>/dev/null; }
+# node_pid NAME prints the pid of the node's component NAME when that process is alive and is
+# still ours (its command line names the component: a pid reused after a reboot is not).
+node_pid() {
+  local pid
+  [ -f "$NODE/pids/$1" ] || return 1
+  pid=$(cat "$NODE/pids/$1")
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1" || return 1
+  echo "$pid"
+}
+
+node_pid_alive() { node_pid "$1" >/dev/null; }
 
 # start NAME LOGFILE CMD...: runs CMD in its own session, its pid in $NODE/pids/NAME.
 node_start() {
@@ -56,6 +67,7 @@ node_record_machine() {
   iptables-save -c >"$before.tmp/iptables"
   ip6tables-save -c >"$before.tmp/ip6tables" 2>/dev/null || true
   for d in $HOST_DIRS; do [ -e "$d" ] && echo "$d"; done >"$before.tmp/host-dirs"
+  [ -d /proc/sys/net/bridge ] && echo loaded >"$before.tmp/br_netfilter"
   mv "$before.tmp" "$before"
 }
 
@@ -70,6 +82,8 @@ node_network() {
     ip addr add "$NODE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
   fi
   ip link set "$BRIDGE" up
+  # Service traffic between pods of the bridge must pass iptables (kube-proxy's translations).
+  [ -d /proc/sys/net/bridge ] || modprobe br_netfilter
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 >/dev/null
   if ! iptables -t mangle -nL "$CHAIN" >/dev/null 2>&1; then
     iptables -t mangle -N "$CHAIN"
@@ -247,6 +261,7 @@ clusterDNS: [$NODE_IP]
 clusterDomain: $CLUSTER_DOMAIN
 resolvConf: $NODE/resolv.conf
 podLogsDir: $NODE/pod-logs
+volumePluginDir: $NODE/volume-plugins
 containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
 imageServiceEndpoint: unix://$CONTAINERD_SOCK
 imageGCHighThresholdPercent: 100
@@ -262,7 +277,8 @@ syncFrequency: 10s
 nodeStatusUpdateFrequency: 5s
 YAML
   node_start kubelet "$NODE/logs/kubelet.log" "$TB/bin/kubelet" --config "$NODE/kubelet.yaml" \
-    --kubeconfig "$NODE/kubelet.kubeconfig" --root-dir "$NODE/kubelet" --hostname-override "$NODE_NAME" \
+    --kubeconfig "$NODE/kubelet.kubeconfig" --root-dir "$NODE/kubelet" --cert-dir "$NODE/kubelet/pki" \
+    --hostname-override "$NODE_NAME" \
     --node-ip "$NODE_IP" --node-labels "stackblaze.io/testbed=real"
 }
 
@@ -361,6 +377,7 @@ node_down() {
   if [ -f "$before/sysctls" ]; then
     while IFS= read -r kv; do sysctl -qw "$kv" >/dev/null 2>&1 || true; done <"$before/sysctls"
   fi
+  if [ -d "$before" ] && [ ! -f "$before/br_netfilter" ]; then modprobe -r br_netfilter 2>/dev/null || true; fi
   local d
   for d in $HOST_DIRS; do
     if [ -e "$d" ] && ! grep -qxF "$d" "$before/host-dirs" 2>/dev/null; then rm -rf "$d"; fi
@@ -370,9 +387,7 @@ node_down() {
 
 node_stop() {
   local name=$1 pid
-  [ -f "$NODE/pids/$name" ] || return 0
-  pid=$(cat "$NODE/pids/$name")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid=$(node_pid "$name"); then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true

@@ -8,7 +8,15 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$here/node.sh"
 
-if apiserver_ready && node_pid_alive kubelet && node_pid_alive containerd; then
+up_already() {
+  apiserver_ready || return 1
+  for p in containerd kubelet kube-proxy coredns provisioner; do node_pid_alive "$p" || return 1; done
+}
+if up_already; then
+  # The images and policies of this checkout, which may have changed since the test bed came up.
+  node_images
+  "$TB/bin/kubectl" --kubeconfig "$KUBECONFIG_PATH" apply --server-side --force-conflicts \
+    -f "$here/storageclass.yaml" -f "$here/policies.yaml" >/dev/null
   log "already up; export KUBECONFIG=$KUBECONFIG_PATH"
   exit 0
 fi

@@ -5,20 +5,22 @@
 # POSTGRES_DB, then the scripts in /docker-entrypoint-initdb.d (*.sh run with bash, *.sql with
 # psql) against a server that listens on the Unix socket only. Then it runs postgres as PID 1, so
 # that the container's stop signal (SIGINT: a fast shutdown) reaches it and the data directory is
-# left consistent. Arguments that start with '-' are postgres options (-c name=value).
+# left consistent. Arguments that start with '-' are postgres options (-c name=value). The
+# passwords of the environment are removed before postgres starts, so that neither it nor what it
+# runs (archive_command) inherits them.
 set -Eeuo pipefail
 
 log() { echo "entrypoint: $*" >&2; }
 
-if [ "$(id -u)" = 0 ]; then
-  log "refusing to run PostgreSQL as root: run the container as uid 999"
-  exit 1
-fi
 if [ $# -eq 0 ] || [ "${1:0:1}" = "-" ]; then
   set -- postgres "$@"
 fi
 if [ "$1" != postgres ]; then
   exec "$@"
+fi
+if [ "$(id -u)" = 0 ]; then
+  log "refusing to run PostgreSQL as root: run the container as uid 999"
+  exit 1
 fi
 
 : "${PGDATA:?PGDATA must be set}"
@@ -80,4 +82,5 @@ fi
 # A volume whose ownership the kubelet sets for fsGroup on every mount (fsGroupChangePolicy
 # Always) leaves PGDATA group-writable, which PostgreSQL refuses: put its mode back.
 chmod 0700 "$PGDATA"
+unset POSTGRES_PASSWORD APP_PASSWORD
 exec "$@"

@@ -24,7 +24,8 @@ prepare)
   ;;
 packages)
   major=${2:?usage: install.sh packages MAJOR}
-  echo "postgresql-$major pgbackrest ca-certificates procps"
+  # locales: en_US.UTF-8 besides C.UTF-8, for data directories initialised elsewhere with it.
+  echo "postgresql-$major pgbackrest ca-certificates procps locales"
   ;;
 finish)
   major=${2:?usage: install.sh finish MAJOR}
@@ -35,6 +36,7 @@ finish)
   install -d -o 999 -g 999 -m 0755 /var/lib/postgresql
   install -d -o 999 -g 999 -m 0700 /var/lib/postgresql/data
   ln -sfn "/usr/lib/postgresql/$major" /usr/lib/postgresql/current
+  sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen && locale-gen >/dev/null
   install -d /usr/local/lib/stackblaze
   rm -f /run/adduser
   rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /usr/share/doc/* \

@@ -103,7 +103,7 @@ func readMachine(t *testing.T, tb string) machine {
 			m.Sysctls[k] = strings.TrimSpace(string(v))
 		}
 	}
-	for _, d := range []string{tb, "/var/lib/cni", "/var/log/containers", "/var/log/pods", "/run/containerd", "/var/run/netns", "/etc/cni", "/var/lib/kubelet", "/opt/containerd"} {
+	for _, d := range []string{tb, "/var/lib/cni", "/var/log/containers", "/var/log/pods", "/run/containerd", "/var/run/netns", "/etc/cni", "/var/lib/kubelet", "/usr/libexec/kubernetes", "/opt/containerd", "/run/nri"} {
 		_, err := os.Stat(d)
 		m.Dirs[d] = err == nil
 	}

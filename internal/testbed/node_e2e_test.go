@@ -336,9 +336,18 @@ probe "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT"`, addr, port)
 	}
 
 	// A pod in the host's network namespace would not pass through the rule: none is admitted.
+	// Nor is a privileged one, or one in the host's PID namespace (either could enter the host's
+	// network namespace).
 	host := probe.DeepCopy()
 	host.Name, host.Spec.HostNetwork = "host-probe", true
-	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, host, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "host's network") {
-		t.Errorf("a pod with hostNetwork was not refused: %v", err)
+	privileged := probe.DeepCopy()
+	privileged.Name = "privileged-probe"
+	privileged.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	hostPID := probe.DeepCopy()
+	hostPID.Name, hostPID.Spec.HostPID = "hostpid-probe", true
+	for _, p := range []*corev1.Pod{host, privileged, hostPID} {
+		if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "must stay on this machine") {
+			t.Errorf("pod %s was not refused: %v", p.Name, err)
+		}
 	}
 }

@@ -22,7 +22,10 @@ func TestE2EScheduledBackupRuns(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
 	ctx := testbed.Context(t, 6*time.Minute)
-	if r := env.Run(t, ns, "db", "create", "nightly", "--timeout", "3m"); r.Code != 0 {
+	// The schedule is set twelve hours away, so that the cluster does not take a backup of its own
+	// during the test.
+	at := time.Now().UTC().Add(12 * time.Hour).Format("15:04")
+	if r := env.Run(t, ns, "db", "create", "nightly", "--timeout", "3m", "--backup-at", at); r.Code != 0 {
 		t.Fatalf("db create: exit %d\n%s", r.Code, r.Stderr)
 	}
 	cj, err := env.Client.BatchV1().CronJobs(ns).Get(ctx, kube.BackupScheduleName("nightly"), metav1.GetOptions{})
