@@ -5,7 +5,8 @@
 # tools (psql, pg_dump, pgbench on this machine, and the loopback backup tests' servers),
 # pgBackRest and libfaketime (backups, and backdating them honestly in the retention test), tmux
 # with bash-completion (the shell completion test types TAB in a real bash), iproute2 and procps
-# (ip, ss and pgrep, for the test bed's own tests), and npm (node-pg-migrate, Prisma).
+# (ip, ss and pgrep, for the test bed's own tests), python3 (the benchmark, and a listener in a
+# network namespace of the drop-rule test) and npm (node-pg-migrate, Prisma).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 missing=()
@@ -25,6 +26,7 @@ ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime
 command -v ss >/dev/null || missing+=(iproute2)
 command -v pgrep >/dev/null || missing+=(procps)
 command -v npm >/dev/null || missing+=(nodejs npm)
+command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   log "missing packages: ${missing[*]}; install them (sudo apt-get install ${missing[*]}) and run again"

@@ -235,6 +235,83 @@ func TestE2EKilledPostgresIsRestarted(t *testing.T) {
 	rowsOK("after scaling to 0 and back")
 }
 
+// routedListener makes a host that this machine routes to, as it would route to one off the
+// machine: a network namespace of the test's own (held by an unshare process), joined to this
+// machine by a veth pair, with the address 198.51.100.2 and a TCP listener (python3) behind it.
+// A pod's packet to it goes through the FORWARD path. It returns the address, the port and
+// whether the listener has accepted a connection.
+func routedListener(t *testing.T) (string, int, func() bool) {
+	t.Helper()
+	const addr, link = "198.51.100.2", "sbtb-fwd0"
+	holder := exec.Command("unshare", "--net", "--", "sleep", "600")
+	if err := holder.Start(); err != nil {
+		t.Fatalf("a network namespace for the routed host: %v", err)
+	}
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	pid := strconv.Itoa(holder.Process.Pid)
+	// unshare has made the namespace once the process runs sleep.
+	for i := 0; ; i++ {
+		if comm, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if i > 100 {
+			t.Fatal("unshare did not start sleep in a new network namespace")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	_ = exec.Command("ip", "link", "del", link).Run()
+	sh("ip", "link", "add", link, "type", "veth", "peer", "name", link+"p", "netns", pid)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", link).Run() })
+	sh("ip", "link", "set", link, "up")
+	sh("ip", "route", "add", addr+"/32", "dev", link)
+	in := []string{"nsenter", "-t", pid, "-n", "--"} // in[1:] are nsenter's arguments
+	sh(append(in, "ip", "link", "set", "lo", "up")...)
+	sh(append(in, "ip", "addr", "add", addr+"/32", "dev", link+"p")...)
+	sh(append(in, "ip", "link", "set", link+"p", "up")...)
+	sh(append(in, "ip", "route", "add", "default", "dev", link+"p")...)
+
+	const serve = `
+import socket
+s = socket.socket()
+s.bind(("` + addr + `", 0))
+s.listen()
+print(s.getsockname()[1])
+while True:
+    c, _ = s.accept()
+    print("accepted")
+    c.close()
+`
+	listener := exec.Command("nsenter", append(in[1:], "python3", "-u", "-c", serve)...)
+	stdout, _ := listener.StdoutPipe()
+	if err := listener.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listener.Process.Kill(); _ = listener.Wait() })
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		t.Fatal("the routed host's listener printed no port")
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(lines.Text()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Bool
+	go func() {
+		for lines.Scan() {
+			if lines.Text() == "accepted" {
+				accepted.Store(true)
+			}
+		}
+	}()
+	return addr, port, accepted.Load
+}
+
 // dropCounter reads the packet count of the test bed's drop rule (hack/testbed/node.sh).
 func dropCounter(t *testing.T) int {
 	t.Helper()
@@ -292,11 +369,13 @@ func TestE2EPodsCannotLeaveTheMachine(t *testing.T) {
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
+	routed, routedPort, routedAccepted := routedListener(t)
 	before := dropCounter(t)
 
 	script := fmt.Sprintf(`probe() { if timeout 5 bash -c "echo > /dev/tcp/$1/$2" 2>/dev/null; then echo "$1 reached"; else echo "$1 unreachable"; fi; }
 probe %s %d
-probe "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT"`, addr, port)
+probe %s %d
+probe "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT"`, addr, port, routed, routedPort)
 	ctx := testbed.Context(t, 3*time.Minute)
 	probe := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "probe"},
@@ -322,8 +401,13 @@ probe "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT"`, addr, port)
 		t.Fatal(err)
 	}
 	out := string(logs)
-	if !strings.Contains(out, addr+" unreachable") {
-		t.Errorf("the pod reached %s:\n%s", addr, out)
+	for _, a := range []string{addr, routed} {
+		if !strings.Contains(out, a+" unreachable") {
+			t.Errorf("the pod reached %s:\n%s", a, out)
+		}
+	}
+	if routedAccepted() {
+		t.Errorf("the listener behind the route to %s accepted a connection from the pod network", routed)
 	}
 	if !regexp.MustCompile(`(?m)^\d+\.\d+\.\d+\.\d+ reached$`).MatchString(out) {
 		t.Errorf("the pod did not reach the API server through its Service (the network itself is broken?):\n%s", out)
