@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
@@ -30,27 +29,8 @@ func TestE2EKilledClientReleasesItsSession(t *testing.T) {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
 	ctx := testbed.Context(t, 4*time.Minute)
-	secret, err := env.Client.CoreV1().Secrets(ns).Get(ctx, "locks-credentials", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	password := string(secret.Data["password"])
-	proxy := env.Command(t, ns, "db", "proxy", "locks")
-	stdout, _ := proxy.StdoutPipe()
-	var proxyErr strings.Builder
-	proxy.Stderr = &proxyErr
-	if err := proxy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Process.Kill(); _ = proxy.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("proxy printed no connection string: %v\n%s", err, proxyErr.String())
-	}
-	u, err := url.Parse(strings.TrimSpace(strings.Replace(line, "********", "x", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy := startProxy(t, env, ns, "locks")
+	u, password := proxy.url, proxy.password
 	q := u.Query()
 	q.Set("sslmode", "disable")
 	u.RawQuery = q.Encode()

@@ -20,6 +20,47 @@ import (
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
+// runningProxy is a `db proxy` process started by startProxy.
+type runningProxy struct {
+	cmd    *exec.Cmd
+	stderr *strings.Builder
+	// url is the connection string the proxy printed, with the password masked.
+	url      *url.URL
+	password string
+}
+
+// startProxy runs `db proxy NAME` as a real process (killed when the test ends), reads the
+// connection string it prints, and checks that it masks the password of the Secret.
+func startProxy(t *testing.T, env *testbed.Env, ns, name string) *runningProxy {
+	t.Helper()
+	ctx := testbed.Context(t, time.Minute)
+	secret, err := env.Client.CoreV1().Secrets(ns).Get(ctx, name+"-credentials", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &runningProxy{cmd: env.Command(t, ns, "db", "proxy", name), stderr: &strings.Builder{}, password: string(secret.Data["password"])}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("proxy printed no connection string: %v\n%s", err, p.stderr.String())
+	}
+	if strings.Contains(line, p.password) || !strings.Contains(line, "********") {
+		t.Fatalf("the connection string must mask the password: %q", line)
+	}
+	if p.url, err = url.Parse(strings.TrimSpace(strings.Replace(line, "********", "x", 1))); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestE2EProxySurvivesPodReplacement runs `db proxy` as a real process, deletes the database's
 // pod under it, and connects again through the same port once the new pod is ready.
 func TestE2EProxySurvivesPodReplacement(t *testing.T) {
@@ -29,35 +70,8 @@ func TestE2EProxySurvivesPodReplacement(t *testing.T) {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
 	ctx := testbed.Context(t, 3*time.Minute)
-	secret, err := env.Client.CoreV1().Secrets(ns).Get(ctx, "app-credentials", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	password := string(secret.Data["password"])
-
-	cmd := env.Command(t, ns, "db", "proxy", "app")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("proxy printed no connection string: %v\n%s", err, stderr.String())
-	}
-	if strings.Contains(line, password) || !strings.Contains(line, "********") {
-		t.Fatalf("the connection string must mask the password: %q", line)
-	}
-	u, err := url.Parse(strings.TrimSpace(strings.Replace(line, "********", "x", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := u.Host
+	proxy := startProxy(t, env, ns, "app")
+	cmd, stderr, password, addr := proxy.cmd, proxy.stderr, proxy.password, proxy.url.Host
 
 	connect := func() (*pgx.Conn, error) {
 		cfg, err := pgx.ParseConfig("sslmode=disable connect_timeout=60")
