@@ -20,6 +20,8 @@ NODE="$TB/node"
 # Sockets need short paths: runtime state lives under /run, in a directory of this test bed's own.
 RUNDIR="/run/stackblaze-testbed-$(printf '%s' "$TB" | sha256sum | cut -c1-12)"
 CONTAINERD_SOCK="$RUNDIR/containerd.sock"
+# Which test bed owns the node's machine-wide names (removed by down).
+OWNER=/run/stackblaze-testbed.owner
 NODE_SYSCTLS="net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
   net.ipv4.conf.all.route_localnet vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.netfilter.nf_conntrack_max"
@@ -326,6 +328,12 @@ node_provisioner() {
 # node_prepare records the machine and sets up the pod network and its drop rule: before the
 # control plane, so that no pod can ever start without the rule.
 node_prepare() {
+  # The node's names (bridge, chain, cgroup, ports) are the machine's: one test bed at a time.
+  if [ -f "$OWNER" ] && [ "$(cat "$OWNER")" != "$TB" ] && ip link show "$BRIDGE" >/dev/null 2>&1; then
+    log "another test bed is up on this machine ($(cat "$OWNER")): run make testbed-down there first"
+    exit 1
+  fi
+  echo "$TB" >"$OWNER"
   mkdir -p "$NODE/pids" "$NODE/logs"
   node_record_machine
   node_network
@@ -378,11 +386,19 @@ node_down() {
     while IFS= read -r kv; do sysctl -qw "$kv" >/dev/null 2>&1 || true; done <"$before/sysctls"
   fi
   if [ -d "$before" ] && [ ! -f "$before/br_netfilter" ]; then modprobe -r br_netfilter 2>/dev/null || true; fi
-  local d
-  for d in $HOST_DIRS; do
-    if [ -e "$d" ] && ! grep -qxF "$d" "$before/host-dirs" 2>/dev/null; then rm -rf "$d"; fi
-  done
   rm -rf "$RUNDIR"
+  if [ "$(cat "$OWNER" 2>/dev/null)" = "$TB" ]; then rm -f "$OWNER"; fi
+}
+
+# node_remove_host_dirs removes the directories outside the test bed that were not there before
+# up (the kubelet, containerd's CNI and the controller manager make some when missing). down.sh
+# calls it last, once nothing of the test bed runs that could make them again.
+node_remove_host_dirs() {
+  local d before="$NODE/before"
+  [ -f "$before/host-dirs" ] || return 0
+  for d in $HOST_DIRS; do
+    if [ -e "$d" ] && ! grep -qxF "$d" "$before/host-dirs"; then rm -rf "$d" || log "could not remove $d"; fi
+  done
 }
 
 node_stop() {
