@@ -82,7 +82,7 @@ func newLocal(t *testing.T, stanza string) *local {
 }
 
 // env is the container's environment: the generated PGBACKREST_* variables (the server inherits
-// them, as in the container) plus what the pod runner gives an exec (PGHOST, PGPORT, PGDATA).
+// them, as in the container) plus what an exec in the container has (PGHOST, PGPORT, PGDATA).
 func (l *local) env(extra ...string) []string {
 	env := []string{"PATH=" + l.bin + ":/usr/bin:/bin", "HOME=" + l.dir, "LANG=C.UTF-8",
 		"PGHOST=" + l.sock, "PGPORT=" + strconv.Itoa(l.port), "PGDATA=" + l.pgdata, "PGUSER=postgres", "PGDATABASE=postgres"}

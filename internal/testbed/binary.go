@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,22 @@ func (e *Env) Run(t testing.TB, ns string, args ...string) Result {
 		t.Fatalf("run stackblaze %v: %v", args, err)
 	}
 	return res
+}
+
+// Exec runs argv in the pod's (first) container with kubectl exec, as a user would, and returns
+// its standard output; an error carries the standard error.
+func (e *Env) Exec(t testing.TB, ns, pod string, argv ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := append([]string{"--kubeconfig", e.Kubeconfig, "-n", ns, "exec", pod, "--"}, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, e.Kubectl(), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl exec %s %v: %v: %s", pod, argv, err, stderr.String())
+	}
+	return stdout.String(), nil
 }
 
 // Command prepares the binary with --kubeconfig and -n set, CI=true, and a context that ends

@@ -23,24 +23,9 @@ import (
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
-// kexec runs a command in the database container with kubectl exec, as a user would.
-func kexec(t *testing.T, env *testbed.Env, ns, pod string, argv ...string) (string, error) {
-	t.Helper()
-	ctx := testbed.Context(t, time.Minute)
-	args := append([]string{"--kubeconfig", env.Kubeconfig, "-n", ns, "exec", pod, "-c", kube.ContainerName, "--"}, argv...)
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, env.Kubectl(), args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err != nil {
-		return stdout.String(), fmt.Errorf("kubectl exec %v: %v: %s", argv, err, stderr.String())
-	}
-	return stdout.String(), nil
-}
-
 func mustExec(t *testing.T, env *testbed.Env, ns, pod string, argv ...string) string {
 	t.Helper()
-	out, err := kexec(t, env, ns, pod, argv...)
+	out, err := env.Exec(t, ns, pod, argv...)
 	if err != nil {
 		t.Fatal(err)
 	}

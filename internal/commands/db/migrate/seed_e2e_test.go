@@ -83,13 +83,11 @@ func waitAppPod(t *testing.T, env *testbed.Env, ns string) *corev1.Pod {
 
 func execIn(t *testing.T, env *testbed.Env, ns, pod string, argv ...string) string {
 	t.Helper()
-	var out, errb bytes.Buffer
-	cmd := exec.Command(env.Kubectl(), append([]string{"--kubeconfig", env.Kubeconfig, "-n", ns, "exec", pod, "--"}, argv...)...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("exec in %s %v: %v\n%s%s", pod, argv, err, out.String(), errb.String())
+	out, err := env.Exec(t, ns, pod, argv...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(out.String())
+	return strings.TrimSpace(out)
 }
 
 // TestE2ESeedStory is the product's first story, on real containers: `db create` (PostgreSQL 17)
@@ -207,19 +205,15 @@ func TestE2ESeedStory(t *testing.T) {
 	query := `psql "$DATABASE_URL" -X -q -At -v ON_ERROR_STOP=1 -c "INSERT INTO \"Visit\" (path, \"userAgent\") VALUES ('/', 'test') RETURNING id, path"`
 	var got string
 	for attempt := 1; ; attempt++ {
-		var out, errb bytes.Buffer
-		cmd := exec.Command(env.Kubectl(), "--kubeconfig", env.Kubeconfig, "-n", ns, "exec", app.Name, "--", "bash", "-c", query)
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
+		out, err := env.Exec(t, ns, app.Name, "bash", "-c", query)
 		if err == nil {
-			got = strings.TrimSpace(out.String())
+			got = strings.TrimSpace(out)
 			break
 		}
-		if attempt == 3 || !strings.Contains(errb.String(), "name resolution") {
-			t.Fatalf("the app's query of the migrated table: %v\n%s", err, errb.String())
+		if attempt == 3 || !strings.Contains(err.Error(), "name resolution") {
+			t.Fatalf("the app's query of the migrated table: %v", err)
 		}
-		t.Logf("attempt %d: %s; the pod's resolver: %s", attempt, strings.TrimSpace(errb.String()),
-			execIn(t, env, ns, app.Name, "cat", "/etc/resolv.conf"))
+		t.Logf("attempt %d: %v; the pod's resolver: %s", attempt, err, execIn(t, env, ns, app.Name, "cat", "/etc/resolv.conf"))
 		time.Sleep(time.Second)
 	}
 	if got != "1|/" {
