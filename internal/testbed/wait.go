@@ -26,17 +26,7 @@ import (
 // WaitPod watches one pod until cond says yes, and returns the pod it said yes to. A pod that does
 // not exist (yet) is passed to cond as nil.
 func WaitPod(ctx context.Context, c kubernetes.Interface, ns, name string, cond func(*corev1.Pod) bool) (*corev1.Pod, error) {
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return c.CoreV1().Pods(ns).List(ctx, o)
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return c.CoreV1().Pods(ns).Watch(ctx, o)
-		},
-	}
+	lw := podListWatch(ctx, c, ns, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
 	var got *corev1.Pod
 	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, func(store cache.Store) (bool, error) {
 		_, ok, err := store.GetByKey(ns + "/" + name)
@@ -113,4 +103,49 @@ func dialer(cfg *rest.Config, u *url.URL) (httpstream.Dialer, error) {
 	return portforward.NewFallbackDialer(tunnelingDialer, spdyDialer, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	}), nil
+}
+
+// podListWatch lists and watches the pods of ns that opts select.
+func podListWatch(ctx context.Context, c kubernetes.Interface, ns string, opts metav1.ListOptions) *cache.ListWatch {
+	with := func(o metav1.ListOptions) metav1.ListOptions {
+		o.FieldSelector, o.LabelSelector = opts.FieldSelector, opts.LabelSelector
+		return o
+	}
+	return &cache.ListWatch{
+		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+			return c.CoreV1().Pods(ns).List(ctx, with(o))
+		},
+		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+			return c.CoreV1().Pods(ns).Watch(ctx, with(o))
+		},
+	}
+}
+
+// WaitPodSelected watches the pods of ns that match the label selector until cond says yes to
+// one (not being deleted), and returns it.
+func WaitPodSelected(ctx context.Context, c kubernetes.Interface, ns, selector string, cond func(*corev1.Pod) bool) (*corev1.Pod, error) {
+	var got *corev1.Pod
+	ok := func(p *corev1.Pod) bool {
+		if p.DeletionTimestamp == nil && cond(p) {
+			got = p
+			return true
+		}
+		return false
+	}
+	_, err := watchtools.UntilWithSync(ctx, podListWatch(ctx, c, ns, metav1.ListOptions{LabelSelector: selector}), &corev1.Pod{},
+		func(store cache.Store) (bool, error) {
+			for _, o := range store.List() {
+				if ok(o.(*corev1.Pod)) {
+					return true, nil
+				}
+			}
+			return false, nil
+		}, func(ev watch.Event) (bool, error) {
+			p, isPod := ev.Object.(*corev1.Pod)
+			return isPod && ev.Type != watch.Deleted && ok(p), nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("wait for a pod %s in %s: %w", selector, ns, err)
+	}
+	return got, nil
 }

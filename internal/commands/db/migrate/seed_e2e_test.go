@@ -12,10 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/ptr"
 
 	"github.com/stackblaze/stackblaze/internal/kube"
@@ -40,45 +36,18 @@ exec sleep infinity`
 // waitAppPod watches the app's pods until one is Ready with DATABASE_URL in its environment.
 func waitAppPod(t *testing.T, env *testbed.Env, ns string) *corev1.Pod {
 	t.Helper()
-	ctx := testbed.Context(t, 3*time.Minute)
-	lw := &cache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = "app=web"
-			return env.Client.CoreV1().Pods(ns).List(ctx, o)
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = "app=web"
-			return env.Client.CoreV1().Pods(ns).Watch(ctx, o)
-		},
-	}
-	var got *corev1.Pod
-	attached := func(p *corev1.Pod) bool {
+	p, err := testbed.WaitPodSelected(testbed.Context(t, 3*time.Minute), env.Client, ns, "app=web", func(p *corev1.Pod) bool {
 		for _, e := range p.Spec.Containers[0].Env {
 			if e.Name == "DATABASE_URL" {
-				return p.DeletionTimestamp == nil && kube.PodReady(p)
+				return kube.PodReady(p)
 			}
 		}
 		return false
-	}
-	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, func(store cache.Store) (bool, error) {
-		for _, o := range store.List() {
-			if p := o.(*corev1.Pod); attached(p) {
-				got = p
-				return true, nil
-			}
-		}
-		return false, nil
-	}, func(ev watch.Event) (bool, error) {
-		if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted && attached(p) {
-			got = p
-			return true, nil
-		}
-		return false, nil
 	})
 	if err != nil {
 		t.Fatalf("no attached app pod became Ready: %v", err)
 	}
-	return got
+	return p
 }
 
 func execIn(t *testing.T, env *testbed.Env, ns, pod string, argv ...string) string {
