@@ -30,6 +30,7 @@ import (
 
 	"github.com/stackblaze/stackblaze/internal/commands"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/testbed"
@@ -96,12 +97,12 @@ func connect(t *testing.T, ns, name string) *pgx.Conn {
 	env := testbed.Require(t)
 	ctx := testbed.Context(t, time.Minute)
 	tun, err := tunnel.Open(ctx, tunnel.Config{REST: env.REST, Client: env.Client, Logf: t.Logf},
-		tunnel.Target{Namespace: ns, Pod: kube.PodName(name), Port: kube.Port})
+		tunnel.Target{Namespace: ns, Pod: database.PodName(name), Port: database.Port})
 	if err != nil {
 		t.Fatalf("open tunnel: %v", err)
 	}
 	t.Cleanup(func() { _ = tun.Close() })
-	d := secretData(t, ns, kube.CredentialsSecretName(name))
+	d := secretData(t, ns, database.CredentialsSecretName(name))
 	cfg, err := pgx.ParseConfig("sslmode=disable connect_timeout=10")
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestE2ECreateMakesEveryObject(t *testing.T) {
 		t.Errorf("DATABASE_URL is not what the other keys say")
 	}
 
-	want := kube.Labels("shop-db")
+	want := database.Labels("shop-db")
 	checkLabels := func(kind, name string, got map[string]string) {
 		for k, v := range want {
 			if got[k] != v {
@@ -234,7 +235,7 @@ func TestE2ECreateMakesEveryObject(t *testing.T) {
 	if peer.NamespaceSelector != nil || peer.IPBlock != nil || peer.PodSelector == nil || len(peer.PodSelector.MatchLabels)+len(peer.PodSelector.MatchExpressions) != 0 {
 		t.Errorf("network policy admits more than the same namespace: %+v", peer)
 	}
-	if np.Spec.Ingress[0].Ports[0].Port.IntValue() != 5432 || np.Spec.PodSelector.MatchLabels[kube.LabelInstance] != "shop-db" {
+	if np.Spec.Ingress[0].Ports[0].Port.IntValue() != 5432 || np.Spec.PodSelector.MatchLabels[database.LabelInstance] != "shop-db" {
 		t.Errorf("network policy %+v", np.Spec)
 	}
 	pvc, err := c.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-shop-db-0", metav1.GetOptions{})
@@ -442,7 +443,7 @@ func TestE2EListStatusDelete(t *testing.T) {
 	}
 	r = cli(t, "", ns, "db", "list", "-o", "json")
 	mustOK(t, r)
-	var dbs []kube.Database
+	var dbs []database.Database
 	if err := json.Unmarshal([]byte(r.stdout), &dbs); err != nil || len(dbs) != 2 || dbs[0].Name != "alpha" || !dbs[0].Ready || dbs[1].Version != "15" {
 		t.Errorf("list -o json: %v %+v", err, dbs)
 	}
@@ -457,11 +458,11 @@ func TestE2EListStatusDelete(t *testing.T) {
 	}
 	r = cli(t, "", ns, "db", "status", "alpha", "-o", "json")
 	mustOK(t, r)
-	var st kube.Status
+	var st database.Status
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.State != "ready" || st.Pod == nil || !st.Pod.Ready || st.StorageBound != "1Gi" || st.Plan != "hobby" {
 		t.Errorf("status -o json: %v %+v", err, st)
 	}
-	if b := st.Backups; b == nil || b.Schedule != "0 3 * * *" || b.CronJob != "alpha-backup" || b.Repo.Type != "posix" || b.Repo.Path != kube.BackupMountPath+"/repo" || b.VolumeClaim != "backup-alpha-0" || b.PITR {
+	if b := st.Backups; b == nil || b.Schedule != "0 3 * * *" || b.CronJob != "alpha-backup" || b.Repo.Type != "posix" || b.Repo.Path != database.BackupMountPath+"/repo" || b.VolumeClaim != "backup-alpha-0" || b.PITR {
 		t.Errorf("status -o json backups: %+v", st.Backups)
 	}
 	r = cli(t, "", ns, "db", "status", "gamma")
@@ -554,7 +555,7 @@ func TestE2EScaleKeepsData(t *testing.T) {
 	}
 	r = cli(t, "", ns, "db", "status", "sleepy", "-o", "json")
 	mustOK(t, r)
-	var st kube.Status
+	var st database.Status
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.State != "stopped" || st.Pod != nil {
 		t.Errorf("status of a stopped database: %+v", st)
 	}
@@ -748,7 +749,7 @@ func TestE2EList500(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
 	ctx := testbed.Context(t, 5*time.Minute)
-	p, _ := kube.LookupPlan("hobby")
+	p, _ := database.LookupPlan("hobby")
 	var wg sync.WaitGroup
 	errs := make(chan error, 500)
 	sem := make(chan struct{}, 16)
@@ -758,9 +759,9 @@ func TestE2EList500(t *testing.T) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			s := kube.Spec{Name: fmt.Sprintf("db-%03d", i), Namespace: ns, Version: 16, Plan: p}
-			s.Storage, _, _ = kube.ParseStorage("1Gi")
-			_, err := env.Client.AppsV1().StatefulSets(ns).Apply(ctx, kube.BuildObjects(s, kube.Credentials{}, 0).StatefulSet,
+			s := database.Spec{Name: fmt.Sprintf("db-%03d", i), Namespace: ns, Version: 16, Plan: p}
+			s.Storage, _, _ = database.ParseStorage("1Gi")
+			_, err := env.Client.AppsV1().StatefulSets(ns).Apply(ctx, database.BuildObjects(s, database.Credentials{}, 0).StatefulSet,
 				metav1.ApplyOptions{FieldManager: "test", Force: true})
 			errs <- err
 		}()
@@ -794,7 +795,7 @@ func TestE2EList500(t *testing.T) {
 		// Speed is measured by BenchmarkE2EList500 (docs/benchmarks.md), not asserted here.
 		t.Logf("db list -o %s with 500 databases: %s, %d API calls", format, took, calls.Load())
 		if format == "json" {
-			var dbs []kube.Database
+			var dbs []database.Database
 			if err := json.Unmarshal([]byte(r.stdout), &dbs); err != nil || len(dbs) != 500 || dbs[0].State != "stopped" {
 				t.Errorf("list: %d databases, %v", len(dbs), err)
 			}

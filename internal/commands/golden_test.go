@@ -14,20 +14,20 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdtest"
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 )
 
 // database returns the StatefulSet, pod and volume claim of a database as the cluster would hold
 // them, created age before the pinned clock.
-func database(name, plan string, version int, storage string, ready bool, replicas int32, age time.Duration, restarts int32) []runtime.Object {
-	p, _ := kube.LookupPlan(plan)
-	s := kube.Spec{Name: name, Namespace: "shop", Version: version, Plan: p, Storage: resource.MustParse(storage)}
-	o := kube.BuildObjects(s, kube.Credentials{}, replicas)
+func clusterDatabase(name, plan string, version int, storage string, ready bool, replicas int32, age time.Duration, restarts int32) []runtime.Object {
+	p, _ := database.LookupPlan(plan)
+	s := database.Spec{Name: name, Namespace: "shop", Version: version, Plan: p, Storage: resource.MustParse(storage)}
+	o := database.BuildObjects(s, database.Credentials{}, replicas)
 	sts := &appsv1.StatefulSet{}
 	mustConvert(o.StatefulSet, sts)
 	sts.CreationTimestamp = metav1.NewTime(cmdtest.Clock.Add(-age))
 	objs := []runtime.Object{sts, &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: kube.PVCName(name), Namespace: "shop", Labels: kube.Labels(name)},
+		ObjectMeta: metav1.ObjectMeta{Name: database.PVCName(name), Namespace: "shop", Labels: database.Labels(name)},
 		Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound,
 			Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(storage)}},
 	}}
@@ -37,7 +37,7 @@ func database(name, plan string, version int, storage string, ready bool, replic
 			cond = corev1.ConditionTrue
 		}
 		objs = append(objs, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: kube.PodName(name), Namespace: "shop", Labels: kube.Labels(name)},
+			ObjectMeta: metav1.ObjectMeta{Name: database.PodName(name), Namespace: "shop", Labels: database.Labels(name)},
 			Status: corev1.PodStatus{
 				Phase:             corev1.PodRunning,
 				Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: cond}},
@@ -51,9 +51,9 @@ func database(name, plan string, version int, storage string, ready bool, replic
 func TestGoldenList(t *testing.T) {
 	t.Parallel()
 	var objs []runtime.Object
-	objs = append(objs, database("orders", "standard", 16, "10Gi", true, 1, 3*time.Hour+12*time.Minute, 0)...)
-	objs = append(objs, database("analytics", "pro", 15, "200Gi", false, 1, 40*time.Second, 2)...)
-	objs = append(objs, database("archive", "hobby", 16, "1Gi", false, 0, 9*24*time.Hour, 0)...)
+	objs = append(objs, clusterDatabase("orders", "standard", 16, "10Gi", true, 1, 3*time.Hour+12*time.Minute, 0)...)
+	objs = append(objs, clusterDatabase("analytics", "pro", 15, "200Gi", false, 1, 40*time.Second, 2)...)
+	objs = append(objs, clusterDatabase("archive", "hobby", 16, "1Gi", false, 0, 9*24*time.Hour, 0)...)
 	for _, tty := range []bool{false, true} {
 		e := cmdtest.New(t, tty, fake.NewClientset(objs...), "shop")
 		if code := run(e, "db", "list"); code != 0 {
@@ -71,11 +71,11 @@ func TestGoldenStatus(t *testing.T) {
 		name string
 		objs []runtime.Object
 	}{
-		{"ready", append(database("orders", "standard", 16, "10Gi", true, 1, 3*time.Hour, 1), &batchv1.CronJob{
+		{"ready", append(clusterDatabase("orders", "standard", 16, "10Gi", true, 1, 3*time.Hour, 1), &batchv1.CronJob{
 			ObjectMeta: metav1.ObjectMeta{Name: "orders-backup", Namespace: "shop"},
 			Spec:       batchv1.CronJobSpec{Schedule: "30 2 * * *", TimeZone: ptr("Etc/UTC")},
 		})},
-		{"stopped", database("orders", "hobby", 15, "5Gi", false, 0, 50*time.Hour, 0)},
+		{"stopped", clusterDatabase("orders", "hobby", 15, "5Gi", false, 0, 50*time.Hour, 0)},
 	} {
 		for _, tty := range []bool{false, true} {
 			e := cmdtest.New(t, tty, fake.NewClientset(tc.objs...), "shop")
@@ -93,7 +93,7 @@ func TestGoldenCreate(t *testing.T) {
 	t.Parallel()
 	for _, tty := range []bool{false, true} {
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "orders-0", Namespace: "shop", Labels: kube.Labels("orders")},
+			ObjectMeta: metav1.ObjectMeta{Name: "orders-0", Namespace: "shop", Labels: database.Labels("orders")},
 			Status:     corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
 		}
 		cs := fake.NewClientset(pod)

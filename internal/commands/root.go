@@ -19,7 +19,7 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db"
 	"github.com/stackblaze/stackblaze/internal/commands/exitcodes"
 	"github.com/stackblaze/stackblaze/internal/commands/version"
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
 )
@@ -30,7 +30,7 @@ func NewFactory(ios *output.IOStreams) *cmdutil.Factory {
 		IO:          ios,
 		Now:         time.Now,
 		CheckLogin:  pg.CheckLogin,
-		InitBackups: kube.InitBackupRepository,
+		InitBackups: database.InitBackupRepository,
 		OpenTunnel:  openTunnel,
 		Version:     buildInfo(),
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdtest"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 )
 
 func run(e *cmdtest.Env, args ...string) int {
@@ -301,7 +301,7 @@ func TestNamespaceFromContextAndFlag(t *testing.T) {
 			t.Errorf("%v %v: namespace %q, want %q", tc.args, tc.env, got, tc.want)
 		}
 	}
-	_ = kube.Port
+	_ = database.Port
 }
 
 func mustConvert(from, to any) {
@@ -316,7 +316,7 @@ func mustConvert(from, to any) {
 
 func TestDeleteAsksOnATerminal(t *testing.T) {
 	t.Parallel()
-	objs := database("orders", "hobby", 16, "1Gi", false, 0, time.Hour, 0)
+	objs := clusterDatabase("orders", "hobby", 16, "1Gi", false, 0, time.Hour, 0)
 
 	cs := fake.NewClientset(objs...)
 	e := cmdtest.New(t, true, cs, "shop")
@@ -344,7 +344,7 @@ func TestDeleteAsksOnATerminal(t *testing.T) {
 	}
 
 	// On a terminal but with CI set: refuse without --yes.
-	e = cmdtest.New(t, true, fake.NewClientset(database("orders", "hobby", 16, "1Gi", false, 0, time.Hour, 0)...), "shop")
+	e = cmdtest.New(t, true, fake.NewClientset(clusterDatabase("orders", "hobby", 16, "1Gi", false, 0, time.Hour, 0)...), "shop")
 	e.Vars["CI"] = "true"
 	if code := run(e, "db", "delete", "orders"); code != cmdutil.ExitUsage || !strings.Contains(e.ErrOut.String(), "CI is set") {
 		t.Errorf("CI without --yes: exit %d: %s", code, e.ErrOut)

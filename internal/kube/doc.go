@@ -1,9 +1,7 @@
-// Package kube is everything stackblaze does with the Kubernetes API: loading the kubeconfig (or
-// in-cluster config), validating a database spec, building the objects of one database as
-// server-side apply configurations, applying them, waiting by watching, and reading databases back
-// for list and status.
+// Package kube is the tool's adapter to the Kubernetes API, and knows nothing of databases:
+// loading the kubeconfig (or in-cluster config) the way kubectl does, access reviews, exec into a
+// container, list-and-watch waits for pods, and the Lease-based lock.
 //
-// It never imports cobra, viper or the output package: it takes a context and plain values and
-// returns plain results or errors. Errors from the API server are returned as they are (wrapped
-// with context); the command layer turns them into words.
+// It never imports cobra, viper, the output package or the database package. Its errors are typed
+// values or API errors wrapped with context; the command layer turns them into words for users.
 package kube

@@ -58,11 +58,6 @@ type LockOptions struct {
 	OnWait func(holder string, since time.Time)
 }
 
-// LockName is the lease of one database's operation ("migrate", "rotate").
-func LockName(database, operation string) string {
-	return "stackblaze-" + operation + "-" + database
-}
-
 // DefaultIdentity names this process: user@host (pid N), plus the CI job when there is one.
 func DefaultIdentity() string {
 	host, _ := os.Hostname()

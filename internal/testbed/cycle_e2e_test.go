@@ -27,7 +27,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
@@ -177,7 +177,7 @@ func TestE2ETestbedCycle(t *testing.T) {
 		Spec: corev1.PodSpec{
 			SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](999)},
 			Containers: []corev1.Container{{
-				Name: "c", Image: kube.DefaultImageRepository + ":17", Command: []string{"sleep", "3600"},
+				Name: "c", Image: database.DefaultImageRepository + ":17", Command: []string{"sleep", "3600"},
 			}},
 		},
 	}

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
@@ -59,7 +60,7 @@ func TestE2EDatabaseContainerFromInside(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
 	createDatabase(t, env, ns, "inside")
-	pod := kube.PodName("inside")
+	pod := database.PodName("inside")
 
 	status := mustExec(t, env, ns, pod, "cat", "/proc/1/status")
 	if f := strings.Fields(statusField(status, "Uid")); len(f) != 4 || f[0] != "999" || f[1] != "999" {
@@ -80,12 +81,12 @@ func TestE2EDatabaseContainerFromInside(t *testing.T) {
 
 	// PGDATA is a subdirectory of the volume, which is a mount of its own.
 	mounts := mustExec(t, env, ns, pod, "cat", "/proc/self/mountinfo")
-	if !regexp.MustCompile(`(?m)^\S+ \S+ \S+ \S+ ` + regexp.QuoteMeta(kube.DataMountPath) + ` `).MatchString(mounts) {
-		t.Errorf("%s is not a mount point in the container", kube.DataMountPath)
+	if !regexp.MustCompile(`(?m)^\S+ \S+ \S+ \S+ ` + regexp.QuoteMeta(database.DataMountPath) + ` `).MatchString(mounts) {
+		t.Errorf("%s is not a mount point in the container", database.DataMountPath)
 	}
-	if out := mustExec(t, env, ns, pod, "sh", "-c", `echo "$PGDATA"; cat "$PGDATA/PG_VERSION"; stat -c %u "$PGDATA"`); strings.Fields(out)[0] != kube.PGDATA ||
+	if out := mustExec(t, env, ns, pod, "sh", "-c", `echo "$PGDATA"; cat "$PGDATA/PG_VERSION"; stat -c %u "$PGDATA"`); strings.Fields(out)[0] != database.PGDATA ||
 		strings.Fields(out)[1] != "17" || strings.Fields(out)[2] != "999" {
-		t.Errorf("PGDATA, its PG_VERSION and owner: %q, want %s, 17, 999", out, kube.PGDATA)
+		t.Errorf("PGDATA, its PG_VERSION and owner: %q, want %s, 17, 999", out, database.PGDATA)
 	}
 
 	// /dev/shm is the plan's size (hobby: 128Mi).
@@ -167,7 +168,7 @@ func TestE2EKilledPostgresIsRestarted(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
 	createDatabase(t, env, ns, "phoenix")
-	pod := kube.PodName("phoenix")
+	pod := database.PodName("phoenix")
 	psql := func(sql string) string {
 		t.Helper()
 		return strings.TrimSpace(mustExec(t, env, ns, pod, "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", "phoenix", "-c", sql))
@@ -368,7 +369,7 @@ probe "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT"`, addr, port, routed
 			RestartPolicy:   corev1.RestartPolicyNever,
 			SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](999), RunAsNonRoot: ptr.To(true)},
 			Containers: []corev1.Container{{
-				Name: "probe", Image: kube.DefaultImageRepository + ":17", ImagePullPolicy: corev1.PullIfNotPresent,
+				Name: "probe", Image: database.DefaultImageRepository + ":17", ImagePullPolicy: corev1.PullIfNotPresent,
 				Command: []string{"bash", "-c", script},
 			}},
 		},

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
@@ -49,7 +50,7 @@ func postgresStatefulSet(t *testing.T, env *testbed.Env, ns, name, password stri
 					RunAsUser: ptr.To[int64](999), RunAsGroup: ptr.To[int64](999), FSGroup: ptr.To[int64](999),
 				}, Containers: []corev1.Container{{
 					Name:  "postgres",
-					Image: kube.DefaultImageRepository + ":17",
+					Image: database.DefaultImageRepository + ":17",
 					Ports: []corev1.ContainerPort{{ContainerPort: 5432}},
 					// Ready once the server answers (the image initialises the data directory first).
 					ReadinessProbe: &corev1.Probe{

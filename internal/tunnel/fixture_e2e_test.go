@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
@@ -67,7 +68,7 @@ func newTestDB(t testing.TB, ctx context.Context, env *testbed.Env) *testDB {
 		t.Fatalf("create service: %v", err)
 	}
 	one := int32(1)
-	postgresUID := int64(kube.PostgresUID)
+	postgresUID := int64(database.PostgresUID)
 	sts := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: db.name, Namespace: db.ns, Labels: labels},
 		Spec: appsv1.StatefulSetSpec{
@@ -80,7 +81,7 @@ func newTestDB(t testing.TB, ctx context.Context, env *testbed.Env) *testDB {
 					RunAsUser: &postgresUID, RunAsGroup: &postgresUID, FSGroup: &postgresUID,
 				}, Containers: []corev1.Container{{
 					Name:  "postgres",
-					Image: kube.DefaultImageRepository + ":17",
+					Image: database.DefaultImageRepository + ":17",
 					Ports: []corev1.ContainerPort{{Name: "postgres", ContainerPort: dbPort}},
 					// Ready once the server answers (the image initialises the data directory first).
 					ReadinessProbe: &corev1.Probe{

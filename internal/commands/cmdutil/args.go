@@ -2,8 +2,7 @@ package cmdutil
 
 import (
 	"github.com/spf13/cobra"
-
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 )
 
 // NoArgs refuses positional arguments with a usage error.
@@ -15,13 +14,13 @@ func NoArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// ExactName wants exactly one argument, a valid database name (kube.ValidateName): anything
+// ExactName wants exactly one argument, a valid database name (database.ValidateName): anything
 // else is a usage error, before the cluster is contacted.
 func ExactName(cmd *cobra.Command, args []string) error {
 	if err := OneName(cmd, args); err != nil {
 		return err
 	}
-	if err := kube.ValidateName(args[0]); err != nil {
+	if err := database.ValidateName(args[0]); err != nil {
 		return KubeError(err, Scope{})
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 )
 
@@ -24,7 +25,7 @@ func CompleteDatabaseNames(f *Factory) cobra.CompletionFunc {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 		defer cancel()
-		dbs, err := kube.List(ctx, c.Clientset, c.Namespace)
+		dbs, err := database.List(ctx, c.Clientset, c.Namespace)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -57,7 +58,7 @@ func CompleteWorkloads(f *Factory) cobra.CompletionFunc {
 		}
 		if stss, err := c.Clientset.AppsV1().StatefulSets(c.Namespace).List(ctx, metav1.ListOptions{}); err == nil {
 			for _, s := range stss.Items {
-				if !kube.IsManaged(s.Labels) {
+				if !database.IsManaged(s.Labels) {
 					out = append(out, "statefulset/"+s.Name)
 				}
 			}

@@ -10,8 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
-
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 )
 
 // Config is the one typed configuration every command reads. Root fills it once from flags,
@@ -62,7 +61,7 @@ var ConfigKeys = []ConfigKey{
 	{Key: "verbose", Flag: "verbose", Default: false, Help: "print more detail on stderr"},
 	{Key: "yes", Flag: "yes", Default: false, Help: "answer yes to every confirmation (required for destructive commands without a terminal)"},
 	{Key: "dns_zone", Flag: "dns-zone", Default: "", Help: "internal DNS zone for database hosts (NAME.<zone> instead of NAME.NS.svc.cluster.local)"},
-	{Key: "image_repository", Flag: "", Default: kube.DefaultImageRepository, Help: "PostgreSQL image repository; the tag is the major version"},
+	{Key: "image_repository", Flag: "", Default: database.DefaultImageRepository, Help: "PostgreSQL image repository; the tag is the major version"},
 	{Key: "database", Flag: "", Default: "", Help: "default database name for commands where NAME is optional"},
 	{Key: "backup_s3_bucket", Flag: "", Default: "", Help: "keep backups in this S3-compatible bucket instead of on each database's backup volume (applies to databases created afterwards)"},
 	{Key: "backup_s3_endpoint", Flag: "", Default: "", Help: "the S3 store's host, with :port when not 443 (required with backup_s3_bucket)"},
@@ -157,7 +156,7 @@ func LoadConfig(flags *pflag.FlagSet, src ConfigSources) (*Config, error) {
 		return nil, UsageErrorf("output format %q is not supported: use text or json", cfg.Output)
 	}
 	if cfg.ImageRepository == "" {
-		cfg.ImageRepository = kube.DefaultImageRepository
+		cfg.ImageRepository = database.DefaultImageRepository
 	}
 	if cfg.BackupS3Bucket != "" && cfg.BackupS3Endpoint == "" {
 		return nil, UsageErrorf("backup_s3_bucket is set but backup_s3_endpoint is not: name the S3 store's host (and :port when not 443)")
@@ -175,10 +174,10 @@ func (c *Config) String() string {
 }
 
 // BackupS3 is the S3 setting for new databases; nil when backups stay on the backup volumes.
-func (c *Config) BackupS3() *kube.S3Settings {
+func (c *Config) BackupS3() *database.S3Settings {
 	if c == nil || c.BackupS3Bucket == "" {
 		return nil
 	}
-	return &kube.S3Settings{Bucket: c.BackupS3Bucket, Endpoint: c.BackupS3Endpoint, Region: c.BackupS3Region,
+	return &database.S3Settings{Bucket: c.BackupS3Bucket, Endpoint: c.BackupS3Endpoint, Region: c.BackupS3Region,
 		URIStyle: c.BackupS3URIStyle, Prefix: c.BackupS3Prefix, Secret: c.BackupS3Secret, CAConfigMap: c.BackupS3CAConfigMap}
 }

@@ -12,6 +12,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 )
 
@@ -92,15 +93,15 @@ func KubeError(err error, s Scope) error {
 	if errors.Is(err, context.Canceled) {
 		return &Error{Code: ExitInterrupted, Err: errors.New("interrupted")}
 	}
-	var nf *kube.NotFoundError
+	var nf *database.NotFoundError
 	if errors.As(err, &nf) {
 		return (&Error{Code: ExitNotFound, Err: err}).WithHint("list the databases of this namespace with `stackblaze db list -n %s`", nf.Namespace)
 	}
-	var ie *kube.InputError
+	var ie *database.InputError
 	if errors.As(err, &ie) {
 		return &Error{Code: ExitUsage, Err: err}
 	}
-	var ce *kube.ConflictError
+	var ce *database.ConflictError
 	if errors.As(err, &ce) {
 		if ce.Foreign != "" {
 			return (&Error{Code: ExitConflict, Err: err}).WithHint("choose another name, or remove that object")

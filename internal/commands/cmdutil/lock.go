@@ -6,13 +6,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
 
 // LockRequest is one of a database's locks (a kube.Lock), as a command takes it.
 type LockRequest struct {
-	// Operation names the lease (kube.LockName): "migrate", "rotate".
+	// Operation names the lease (database.LockName): "migrate", "rotate".
 	Operation string
 	// Noun is what the lock guards, in the messages: "migration" ("the migration lock", "another
 	// migration of NAME is running").
@@ -37,8 +38,8 @@ type Lock struct {
 // released on the context that ctx would have been without its cancellation (a Ctrl-C still frees
 // it).
 func AcquireLock(ctx context.Context, prog *output.Progress, c *kube.Client, name string, r LockRequest) (*Lock, error) {
-	lease := kube.LockName(name, r.Operation)
-	l, err := kube.AcquireLock(ctx, c.Clientset, c.Namespace, lease, kube.Labels(name), kube.LockOptions{
+	lease := database.LockName(name, r.Operation)
+	l, err := kube.AcquireLock(ctx, c.Clientset, c.Namespace, lease, database.Labels(name), kube.LockOptions{
 		Duration: r.Duration,
 		Wait:     r.Wait,
 		OnWait: func(holder string, since time.Time) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
 )
@@ -22,7 +22,7 @@ type ReadyTunnel struct {
 	// Open opens the tunnel. The tunnel lives until it is closed, not until ctx ends.
 	Open func() (Tunnel, error)
 	// Login is the role that must be able to log in through the tunnel.
-	Login kube.Credentials
+	Login database.Credentials
 	// Timeout bounds the wait for the login, and its running out is ExitTimeout. 0: ctx alone
 	// bounds it, and its running out is ExitError.
 	Timeout time.Duration
@@ -57,7 +57,7 @@ func OpenReadyTunnel(ctx context.Context, r ReadyTunnel) (Tunnel, error) {
 	if waitReady == nil {
 		waitReady = pg.WaitReady
 	}
-	if err := waitReady(wctx, kube.LocalURL(r.Login, t.Port())); err != nil {
+	if err := waitReady(wctx, database.LocalURL(r.Login, t.Port())); err != nil {
 		prog.Stop()
 		_ = t.Close()
 		if r.Steps {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
 
@@ -72,7 +72,7 @@ func TestOpenReadyTunnelFails(t *testing.T) {
 			}
 			closed := false
 			r := cmdutil.ReadyTunnel{Progress: prog, Scope: cmdutil.Scope{Database: "app"}, Target: "app-0",
-				Login: kube.Credentials{Username: "app", Password: "pw", Database: "app"}, Timeout: tc.timeout, Steps: tc.steps,
+				Login: database.Credentials{Username: "app", Password: "pw", Database: "app"}, Timeout: tc.timeout, Steps: tc.steps,
 				Open: func() (cmdutil.Tunnel, error) { return deadTunnel{port: port, closed: &closed}, nil }}
 			if !tc.steps {
 				r.Hint = "; more"

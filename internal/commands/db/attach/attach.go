@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -22,7 +23,7 @@ type Options struct {
 
 	Name      string
 	To        string
-	Workload  kube.WorkloadRef
+	Workload  database.WorkloadRef
 	Env       string
 	Overwrite bool
 }
@@ -55,7 +56,7 @@ stackblaze db attach mydb --to statefulset/queue --overwrite`,
 			if err := Validate(opts.To, opts.Env, "--to"); err != nil {
 				return err
 			}
-			opts.Workload, _ = kube.ParseWorkload(opts.To)
+			opts.Workload, _ = database.ParseWorkload(opts.To)
 			if runF != nil {
 				return runF(opts)
 			}
@@ -64,7 +65,7 @@ stackblaze db attach mydb --to statefulset/queue --overwrite`,
 	}
 	cmd.Flags().StringVar(&opts.To, "to", "", "the workload: deployment/NAME, statefulset/NAME or NAME (a Deployment)")
 	_ = cmd.RegisterFlagCompletionFunc("to", cmdutil.CompleteWorkloads(f))
-	cmd.Flags().StringVar(&opts.Env, "env", kube.DefaultEnv, "the environment variable to set")
+	cmd.Flags().StringVar(&opts.Env, "env", database.DefaultEnv, "the environment variable to set")
 	cmd.Flags().BoolVar(&opts.Overwrite, "overwrite", false, "replace the variable when something else sets it")
 	return cmd
 }
@@ -75,11 +76,11 @@ func Validate(workload, env, flag string) error {
 	if workload == "" {
 		return cmdutil.UsageErrorf("%s is required: the workload, like %s deployment/web", flag, flag)
 	}
-	if _, err := kube.ParseWorkload(workload); err != nil {
+	if _, err := database.ParseWorkload(workload); err != nil {
 		return cmdutil.KubeError(err, cmdutil.Scope{})
 	}
 	if env != "" {
-		if err := kube.ValidateEnvName(env); err != nil {
+		if err := database.ValidateEnvName(env); err != nil {
 			return cmdutil.KubeError(err, cmdutil.Scope{})
 		}
 	}
@@ -88,12 +89,12 @@ func Validate(workload, env, flag string) error {
 
 // WorkloadError translates attach's errors.
 func WorkloadError(err error, c *kube.Client, name string) error {
-	var nf *kube.WorkloadNotFoundError
+	var nf *database.WorkloadNotFoundError
 	if errors.As(err, &nf) {
 		return (&cmdutil.Error{Code: cmdutil.ExitNotFound, Err: err}).
 			WithHint("check the name with `kubectl get deployments,statefulsets -n %s`", nf.Namespace)
 	}
-	var ce *kube.EnvConflictError
+	var ce *database.EnvConflictError
 	if errors.As(err, &ce) {
 		return (&cmdutil.Error{Code: cmdutil.ExitConflict, Err: fmt.Errorf("database %s not attached: %w", name, err)}).
 			WithHint("remove it from the workload first, or pass --overwrite to replace it with the database's Secret")
@@ -106,10 +107,10 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	if err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
+	if err := database.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(c, o.Name))
 	}
-	res, err := kube.Attach(ctx, c.Clientset, c.Namespace, o.Name, o.Workload, o.Env, o.Overwrite)
+	res, err := database.Attach(ctx, c.Clientset, c.Namespace, o.Name, o.Workload, o.Env, o.Overwrite)
 	if err != nil {
 		return WorkloadError(err, c, o.Name)
 	}
@@ -121,7 +122,7 @@ func run(ctx context.Context, o *Options) error {
 		return nil
 	}
 	fmt.Fprintf(o.IO.Out, "%s attached to %s: %s from Secret %s (key %s) on %s.\n",
-		o.Name, o.Workload, o.Env, res.Secret, kube.URLKey, plural(res.Containers, "container"))
+		o.Name, o.Workload, o.Env, res.Secret, database.URLKey, plural(res.Containers, "container"))
 	if len(res.Replaced) > 0 {
 		fmt.Fprintf(o.IO.Out, "Replaced the previous %s of %s.\n", o.Env, strings.Join(res.Replaced, ", "))
 	}

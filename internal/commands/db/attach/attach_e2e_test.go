@@ -11,12 +11,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
 var (
-	appImage  = kube.DefaultImageRepository + ":17"
+	appImage  = database.DefaultImageRepository + ":17"
 	sleep     = []string{"sleep", "infinity"}
 	oneSecond = int64(1)
 )
@@ -84,13 +84,13 @@ func TestE2EAttachDetach(t *testing.T) {
 		if second.Code != 0 {
 			t.Fatalf("second attach: exit %d\n%s", second.Code, second.Stderr)
 		}
-		var res kube.AttachResult
+		var res database.AttachResult
 		if err := json.Unmarshal([]byte(second.Stdout), &res); err != nil || res.Changed {
 			t.Errorf("second attach reported a change (or bad JSON %v): %s", err, second.Stdout)
 		}
 		d := getDeployment(t, env, ns, "web")
 		// generation, not resourceVersion: the controller writes the status meanwhile.
-		if d.Generation != before.Generation || d.Annotations[kube.AnnotationAttached] != before.Annotations[kube.AnnotationAttached] {
+		if d.Generation != before.Generation || d.Annotations[database.AnnotationAttached] != before.Annotations[database.AnnotationAttached] {
 			t.Errorf("the second attach changed the Deployment (generation %d → %d)", before.Generation, d.Generation)
 		}
 		for _, c := range d.Spec.Template.Spec.Containers {
@@ -107,7 +107,7 @@ func TestE2EAttachDetach(t *testing.T) {
 		if got := envNamed(d.Spec.Template.Spec.Containers[0], "OTHER"); len(got) != 1 || got[0].Value != "kept" {
 			t.Errorf("attach touched another variable: %+v", d.Spec.Template.Spec.Containers[0].Env)
 		}
-		if d.Annotations[kube.AnnotationAttached] != "shop=DATABASE_URL" || d.Labels[kube.AttachedLabel("shop")] != "true" {
+		if d.Annotations[database.AnnotationAttached] != "shop=DATABASE_URL" || d.Labels[database.AttachedLabel("shop")] != "true" {
 			t.Errorf("attachment not recorded: annotations %v labels %v", d.Annotations, d.Labels)
 		}
 		st := env.Run(t, ns, "db", "status", "shop")
@@ -128,7 +128,7 @@ func TestE2EAttachDetach(t *testing.T) {
 		if got := envNamed(d.Spec.Template.Spec.Containers[0], "DATABASE_URL"); len(got) != 1 || got[0].Value != "postgres://elsewhere" {
 			t.Errorf("a refused attach changed the variable: %+v", got)
 		}
-		if _, ok := d.Annotations[kube.AnnotationAttached]; ok {
+		if _, ok := d.Annotations[database.AnnotationAttached]; ok {
 			t.Errorf("a refused attach recorded an attachment")
 		}
 		r = env.Run(t, ns, "db", "attach", "shop", "--to", "deployment/legacy", "--overwrite")
@@ -155,10 +155,10 @@ func TestE2EAttachDetach(t *testing.T) {
 		if got := envNamed(d.Spec.Template.Spec.Containers[0], "OTHER"); len(got) != 1 {
 			t.Errorf("detach removed another variable: %+v", d.Spec.Template.Spec.Containers[0].Env)
 		}
-		if _, ok := d.Annotations[kube.AnnotationAttached]; ok {
+		if _, ok := d.Annotations[database.AnnotationAttached]; ok {
 			t.Errorf("annotation left: %v", d.Annotations)
 		}
-		if _, ok := d.Labels[kube.AttachedLabel("shop")]; ok {
+		if _, ok := d.Labels[database.AttachedLabel("shop")]; ok {
 			t.Errorf("label left: %v", d.Labels)
 		}
 		again := env.Run(t, ns, "db", "detach", "shop", "--from", "deployment/web")

@@ -5,7 +5,7 @@ import (
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdtest"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 )
 
 func TestFlags(t *testing.T) {
@@ -14,17 +14,17 @@ func TestFlags(t *testing.T) {
 		for _, tc := range []struct {
 			args      []string
 			code      int
-			workload  kube.WorkloadRef
+			workload  database.WorkloadRef
 			env       string
 			overwrite bool
 		}{
-			{[]string{"mydb", "--to", "deployment/web"}, 0, kube.WorkloadRef{Kind: "Deployment", Name: "web"}, "DATABASE_URL", false},
-			{[]string{"mydb", "--to", "web", "--env", "PRIMARY_URL", "--overwrite"}, 0, kube.WorkloadRef{Kind: "Deployment", Name: "web"}, "PRIMARY_URL", true},
-			{[]string{"mydb", "--to", "sts/queue"}, 0, kube.WorkloadRef{Kind: "StatefulSet", Name: "queue"}, "DATABASE_URL", false},
-			{[]string{"mydb"}, cmdutil.ExitUsage, kube.WorkloadRef{}, "", false},
-			{[]string{"mydb", "--to", "cronjob/x"}, cmdutil.ExitUsage, kube.WorkloadRef{}, "", false},
-			{[]string{"mydb", "--to", "web", "--env", "1BAD"}, cmdutil.ExitUsage, kube.WorkloadRef{}, "", false},
-			{[]string{"--to", "web"}, cmdutil.ExitUsage, kube.WorkloadRef{}, "", false},
+			{[]string{"mydb", "--to", "deployment/web"}, 0, database.WorkloadRef{Kind: "Deployment", Name: "web"}, "DATABASE_URL", false},
+			{[]string{"mydb", "--to", "web", "--env", "PRIMARY_URL", "--overwrite"}, 0, database.WorkloadRef{Kind: "Deployment", Name: "web"}, "PRIMARY_URL", true},
+			{[]string{"mydb", "--to", "sts/queue"}, 0, database.WorkloadRef{Kind: "StatefulSet", Name: "queue"}, "DATABASE_URL", false},
+			{[]string{"mydb"}, cmdutil.ExitUsage, database.WorkloadRef{}, "", false},
+			{[]string{"mydb", "--to", "cronjob/x"}, cmdutil.ExitUsage, database.WorkloadRef{}, "", false},
+			{[]string{"mydb", "--to", "web", "--env", "1BAD"}, cmdutil.ExitUsage, database.WorkloadRef{}, "", false},
+			{[]string{"--to", "web"}, cmdutil.ExitUsage, database.WorkloadRef{}, "", false},
 		} {
 			e := cmdtest.New(t, tty, nil, "")
 			var got *Options

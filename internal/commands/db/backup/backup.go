@@ -12,6 +12,7 @@ import (
 
 	bk "github.com/stackblaze/stackblaze/internal/backup"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -49,12 +50,12 @@ type Options struct {
 type Target struct {
 	Client *kube.Client
 	Name   string
-	Plan   kube.Plan
+	Plan   database.Plan
 	Config bk.Config
 	// Version and Storage are the database's, as create recorded them.
 	Version, Storage string
 	// Repo is where its repository is.
-	Repo kube.BackupRepo
+	Repo database.BackupRepo
 }
 
 // Resolve checks that the database exists and reads its plan.
@@ -64,18 +65,18 @@ func Resolve(ctx context.Context, kc func() (*kube.Client, error), name string) 
 		return nil, err
 	}
 	scope := cmdutil.ScopeOf(c, name)
-	sts, err := kube.GetDatabase(ctx, c.Clientset, c.Namespace, name)
+	sts, err := database.GetDatabase(ctx, c.Clientset, c.Namespace, name)
 	if err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
-	plan, _ := kube.LookupPlan(sts.Annotations[kube.AnnotationPlan])
-	return &Target{Client: c, Name: name, Plan: plan, Config: kube.BackupConfig(name),
-		Version: sts.Annotations[kube.AnnotationVersion], Storage: sts.Annotations[kube.AnnotationStorage], Repo: kube.BackupRepoOf(sts)}, nil
+	plan, _ := database.LookupPlan(sts.Annotations[database.AnnotationPlan])
+	return &Target{Client: c, Name: name, Plan: plan, Config: database.BackupConfig(name),
+		Version: sts.Annotations[database.AnnotationVersion], Storage: sts.Annotations[database.AnnotationStorage], Repo: database.BackupRepoOf(sts)}, nil
 }
 
 // Run runs a pgbackrest command in the database pod and returns its stdout.
 func (t *Target) Run(ctx context.Context, argv []string) (string, error) {
-	out, err := kube.ExecOutput(ctx, t.Client, t.Client.Namespace, kube.PodName(t.Name), argv)
+	out, err := kube.ExecOutput(ctx, t.Client, t.Client.Namespace, database.PodName(t.Name), argv)
 	if err != nil {
 		return out, cmdutil.KubeError(fmt.Errorf("database %s: %w", t.Name, err), cmdutil.ScopeOf(t.Client, t.Name))
 	}
@@ -277,11 +278,11 @@ NAME-backup that may only read the database's StatefulSet and pod and exec into 
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if _, err := kube.ParseAt(opts.At); err != nil {
+			if _, err := database.ParseAt(opts.At); err != nil {
 				return cmdutil.KubeError(err, cmdutil.Scope{})
 			}
 			if opts.Image == "" {
-				opts.Image = kube.BackupImage(f.Version.Version)
+				opts.Image = database.BackupImage(f.Version.Version)
 			}
 			if runF != nil {
 				return runF(opts)
@@ -289,7 +290,7 @@ NAME-backup that may only read the database's StatefulSet and pod and exec into 
 			return runSchedule(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.At, "at", kube.DefaultBackupAt, "time of day, HH:MM in UTC")
+	cmd.Flags().StringVar(&opts.At, "at", database.DefaultBackupAt, "time of day, HH:MM in UTC")
 	cmd.Flags().StringVar(&opts.Image, "image", "", "the stackblaze image the job runs (default stackblaze/stackblaze:<this version>)")
 	return cmd
 }
@@ -309,11 +310,11 @@ func runSchedule(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	sched, _ := kube.ParseAt(o.At)
-	if _, err := kube.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, kube.BackupSchedule{Cron: sched, Image: o.Image}); err != nil {
+	sched, _ := database.ParseAt(o.At)
+	if _, err := database.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, database.BackupSchedule{Cron: sched, Image: o.Image}); err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
 	}
-	res := ScheduleResult{Database: o.Name, CronJob: kube.BackupScheduleName(o.Name), Schedule: sched, TimeZone: kube.BackupTimeZone, Image: o.Image, ServiceAccount: kube.BackupScheduleName(o.Name)}
+	res := ScheduleResult{Database: o.Name, CronJob: database.BackupScheduleName(o.Name), Schedule: sched, TimeZone: database.BackupTimeZone, Image: o.Image, ServiceAccount: database.BackupScheduleName(o.Name)}
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)
 	}

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
@@ -32,7 +32,7 @@ func TestE2EScheduledBackupRuns(t *testing.T) {
 	if r := env.Run(t, ns, "db", "create", "nightly", "--timeout", "3m", "--backup-at", at); r.Code != 0 {
 		t.Fatalf("db create: exit %d\n%s", r.Code, r.Stderr)
 	}
-	cj, err := env.Client.BatchV1().CronJobs(ns).Get(ctx, kube.BackupScheduleName("nightly"), metav1.GetOptions{})
+	cj, err := env.Client.BatchV1().CronJobs(ns).Get(ctx, database.BackupScheduleName("nightly"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestE2EScheduledBackupRuns(t *testing.T) {
 	for _, p := range pods.Items {
 		b, _ := env.Client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
 		logs += p.Name + ":\n" + string(b)
-		if img := p.Spec.Containers[0].Image; img != cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Image || p.Spec.ServiceAccountName != kube.BackupScheduleName("nightly") {
+		if img := p.Spec.Containers[0].Image; img != cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Image || p.Spec.ServiceAccountName != database.BackupScheduleName("nightly") {
 			t.Errorf("the job's pod runs %s as %s", img, p.Spec.ServiceAccountName)
 		}
 	}

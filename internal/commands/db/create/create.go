@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
@@ -36,7 +37,7 @@ type Options struct {
 	DNSZone         string
 	ImageRepository string
 	// S3, when set, keeps the new database's backups in a bucket (the backup_s3_* settings).
-	S3 *kube.S3Settings
+	S3 *database.S3Settings
 
 	// BackupAt is the daily backup's time (HH:MM, UTC); BackupAtSet says the flag was given,
 	// so that running create again does not move a schedule set with `db backup schedule`.
@@ -45,7 +46,7 @@ type Options struct {
 	BackupImage string
 
 	// Filled in by Validate.
-	Spec        kube.Spec
+	Spec        database.Spec
 	StorageNote string
 	BackupCron  string
 }
@@ -70,7 +71,7 @@ Running it again with the same spec changes nothing; with another spec it refuse
 NAME: lowercase letters, digits and '-', starting with a letter, at most %d characters.
 Versions: %s (default %d). Storage: %dGi to %dGi (10G and 10GB are taken as 10Gi).
 Plans: %s (see docs/commands.md for their CPU and memory).`,
-			kube.MaxNameLength, kube.VersionList(), kube.DefaultVersion, kube.MinStorageGi, kube.MaxStorageGi, planList())),
+			database.MaxNameLength, database.VersionList(), database.DefaultVersion, database.MinStorageGi, database.MaxStorageGi, planList())),
 		Example: strings.TrimSpace(`
 stackblaze db create mydb
 stackblaze db create mydb --version 17 --storage 10Gi --plan standard
@@ -87,7 +88,7 @@ stackblaze db create mydb --no-wait -o json`),
 				opts.S3 = f.Config.BackupS3()
 			}
 			opts.BackupAtSet = cmd.Flags().Changed("backup-at")
-			opts.BackupImage = kube.BackupImage(f.Version.Version)
+			opts.BackupImage = database.BackupImage(f.Version.Version)
 			if err := opts.Validate(); err != nil {
 				return err
 			}
@@ -98,45 +99,45 @@ stackblaze db create mydb --no-wait -o json`),
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Version, "version", fmt.Sprint(kube.DefaultVersion), "PostgreSQL major version: "+kube.VersionList())
-	fl.StringVar(&opts.Storage, "storage", kube.DefaultStorage, fmt.Sprintf("volume size, %dGi to %dGi", kube.MinStorageGi, kube.MaxStorageGi))
-	fl.StringVar(&opts.Plan, "plan", kube.DefaultPlan, "plan: "+strings.Join(kube.PlanNames(), ", "))
-	fl.StringVar(&opts.BackupAt, "backup-at", kube.DefaultBackupAt, "time of the daily backup, HH:MM in UTC")
+	fl.StringVar(&opts.Version, "version", fmt.Sprint(database.DefaultVersion), "PostgreSQL major version: "+database.VersionList())
+	fl.StringVar(&opts.Storage, "storage", database.DefaultStorage, fmt.Sprintf("volume size, %dGi to %dGi", database.MinStorageGi, database.MaxStorageGi))
+	fl.StringVar(&opts.Plan, "plan", database.DefaultPlan, "plan: "+strings.Join(database.PlanNames(), ", "))
+	fl.StringVar(&opts.BackupAt, "backup-at", database.DefaultBackupAt, "time of the daily backup, HH:MM in UTC")
 	fl.BoolVar(&wait, "wait", false, "wait until the database accepts a login (the default)")
 	fl.BoolVar(&opts.NoWait, "no-wait", false, "return once the objects are written")
 	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 5*time.Minute, "how long to wait for the database")
 	_ = cmd.RegisterFlagCompletionFunc("version", cobra.FixedCompletions(versionWords(), cobra.ShellCompDirectiveNoFileComp))
-	_ = cmd.RegisterFlagCompletionFunc("plan", cobra.FixedCompletions(kube.PlanNames(), cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("plan", cobra.FixedCompletions(database.PlanNames(), cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
 func planList() string {
 	var parts []string
-	for _, p := range kube.Plans {
+	for _, p := range database.Plans {
 		parts = append(parts, p.Name)
 	}
-	return strings.Join(parts, ", ") + " (default " + kube.DefaultPlan + ")"
+	return strings.Join(parts, ", ") + " (default " + database.DefaultPlan + ")"
 }
 
 // Validate checks every input without contacting the cluster.
 func (o *Options) Validate() error {
 	var problems []string
-	if err := kube.ValidateName(o.Name); err != nil {
+	if err := database.ValidateName(o.Name); err != nil {
 		problems = append(problems, err.Error())
 	}
-	version, err := kube.ParseVersion(o.Version)
+	version, err := database.ParseVersion(o.Version)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	storage, note, err := kube.ParseStorage(o.Storage)
+	storage, note, err := database.ParseStorage(o.Storage)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	plan, err := kube.ValidatePlan(o.Plan)
+	plan, err := database.ValidatePlan(o.Plan)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	cron, err := kube.ParseAt(o.BackupAt)
+	cron, err := database.ParseAt(o.BackupAt)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -145,7 +146,7 @@ func (o *Options) Validate() error {
 	}
 	o.StorageNote = note
 	o.BackupCron = cron
-	o.Spec = kube.Spec{
+	o.Spec = database.Spec{
 		Name:            o.Name,
 		Version:         version,
 		Storage:         storage,
@@ -202,32 +203,32 @@ func Provision(ctx context.Context, o *Options) (*Result, error) {
 	}
 
 	prog.Start("Checking the namespace %s", spec.Namespace)
-	existing, err := kube.GetExisting(ctx, c.Clientset, spec.Namespace, spec.Name)
+	existing, err := database.GetExisting(ctx, c.Clientset, spec.Namespace, spec.Name)
 	if err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
 	replicas := int32(1)
 	if sts := existing.StatefulSet; sts != nil {
-		if !kube.IsManaged(sts.Labels) {
-			return nil, cmdutil.KubeError(&kube.ConflictError{Name: spec.Name, Foreign: "statefulset " + sts.Name}, scope)
+		if !database.IsManaged(sts.Labels) {
+			return nil, cmdutil.KubeError(&database.ConflictError{Name: spec.Name, Foreign: "statefulset " + sts.Name}, scope)
 		}
-		if d := kube.Diff(sts, spec); len(d) > 0 {
-			return nil, cmdutil.KubeError(&kube.ConflictError{Name: spec.Name, Differences: d}, scope)
+		if d := database.Diff(sts, spec); len(d) > 0 {
+			return nil, cmdutil.KubeError(&database.ConflictError{Name: spec.Name, Differences: d}, scope)
 		}
 		if sts.Spec.Replicas != nil {
 			replicas = *sts.Spec.Replicas
 		}
 	}
-	if err := kube.CheckAccess(ctx, c.Clientset, spec.Namespace, kube.CreateAccess); err != nil {
+	if err := kube.CheckAccess(ctx, c.Clientset, spec.Namespace, database.CreateAccess); err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
-	creds, err := kube.CredentialsFrom(spec.Name, existing)
+	creds, err := database.CredentialsFrom(spec.Name, existing)
 	if err != nil {
 		return nil, err
 	}
 
 	prog.Start("Writing the objects of %s", spec.Name)
-	changes, err := kube.Apply(ctx, c.Clientset, kube.BuildObjects(spec, creds, replicas))
+	changes, err := database.Apply(ctx, c.Clientset, database.BuildObjects(spec, creds, replicas))
 	if err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
@@ -235,15 +236,15 @@ func Provision(ctx context.Context, o *Options) (*Result, error) {
 	if err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
-	more, err := kube.ApplyBackupSchedule(ctx, c.Clientset, spec.Namespace, spec.Name, sched)
+	more, err := database.ApplyBackupSchedule(ctx, c.Clientset, spec.Namespace, spec.Name, sched)
 	changes = append(changes, more...)
 	if err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
 	res := &Result{
 		Name: spec.Name, Namespace: spec.Namespace, Version: spec.Version, Plan: spec.Plan.Name,
-		Storage: spec.Storage.String(), Host: spec.Host(), Port: kube.Port,
-		Database: creds.Database, User: creds.Username, Secret: kube.CredentialsSecretName(spec.Name),
+		Storage: spec.Storage.String(), Host: spec.Host(), Port: database.Port,
+		Database: creds.Database, User: creds.Username, Secret: database.CredentialsSecretName(spec.Name),
 		Changed: len(changes) > 0, Changes: []string{},
 	}
 	for _, ch := range changes {
@@ -270,17 +271,17 @@ func Provision(ctx context.Context, o *Options) (*Result, error) {
 	wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
 	defer cancel()
 	start := o.Now()
-	prog.Start("Waiting for pod %s to be ready", kube.PodName(spec.Name))
-	if _, err := kube.WaitPodReady(wctx, c.Clientset, spec.Namespace, kube.PodName(spec.Name)); err != nil {
+	prog.Start("Waiting for pod %s to be ready", database.PodName(spec.Name))
+	if _, err := kube.WaitPodReady(wctx, c.Clientset, spec.Namespace, database.PodName(spec.Name)); err != nil {
 		return nil, waitError(ctx, wctx, c, spec, o.Timeout, err, scope)
 	}
-	prog.Done("Pod %s is ready (%s)", kube.PodName(spec.Name), o.Now().Sub(start).Round(time.Second))
+	prog.Done("Pod %s is ready (%s)", database.PodName(spec.Name), o.Now().Sub(start).Round(time.Second))
 
 	prog.Start("Logging in as %s through a port-forward", creds.Username)
 	if err := VerifyLogin(wctx, o.OpenTunnel, o.CheckLogin, c, spec.Name, creds); err != nil {
 		if wctx.Err() != nil && ctx.Err() == nil {
 			return nil, (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s: no login within --timeout %s: %w", spec.Name, o.Timeout, err)}).
-				WithHint("the pod is ready but PostgreSQL did not accept the application's login; see `kubectl logs %s -n %s`", kube.PodName(spec.Name), spec.Namespace)
+				WithHint("the pod is ready but PostgreSQL did not accept the application's login; see `kubectl logs %s -n %s`", database.PodName(spec.Name), spec.Namespace)
 		}
 		return nil, cmdutil.KubeError(err, scope)
 	}
@@ -300,15 +301,15 @@ func Provision(ctx context.Context, o *Options) (*Result, error) {
 
 // backupSchedule is the daily backup create writes: --backup-at when given; otherwise the
 // schedule and image the database already has, or the defaults for a new one.
-func (o *Options) backupSchedule(ctx context.Context, c *kube.Client) (kube.BackupSchedule, error) {
-	want := kube.BackupSchedule{Cron: o.BackupCron, Image: o.BackupImage}
+func (o *Options) backupSchedule(ctx context.Context, c *kube.Client) (database.BackupSchedule, error) {
+	want := database.BackupSchedule{Cron: o.BackupCron, Image: o.BackupImage}
 	if want.Image == "" {
-		want.Image = kube.BackupImage("")
+		want.Image = database.BackupImage("")
 	}
 	if want.Cron == "" {
-		want.Cron, _ = kube.ParseAt(kube.DefaultBackupAt)
+		want.Cron, _ = database.ParseAt(database.DefaultBackupAt)
 	}
-	cur, err := kube.CurrentBackupSchedule(ctx, c.Clientset, c.Namespace, o.Spec.Name)
+	cur, err := database.CurrentBackupSchedule(ctx, c.Clientset, c.Namespace, o.Spec.Name)
 	if err != nil || cur == nil {
 		return want, err
 	}
@@ -322,27 +323,27 @@ func (o *Options) backupSchedule(ctx context.Context, c *kube.Client) (kube.Back
 }
 
 // VerifyLogin logs in with creds through a fresh port-forward to the database pod.
-func VerifyLogin(ctx context.Context, open cmdutil.TunnelOpener, check func(context.Context, pg.Login) error, c *kube.Client, name string, creds kube.Credentials) error {
-	t, err := open(ctx, c, c.Namespace, kube.PodName(name), kube.Port)
+func VerifyLogin(ctx context.Context, open cmdutil.TunnelOpener, check func(context.Context, pg.Login) error, c *kube.Client, name string, creds database.Credentials) error {
+	t, err := open(ctx, c, c.Namespace, database.PodName(name), database.Port)
 	if err != nil {
-		return fmt.Errorf("open a port-forward to %s: %w", kube.PodName(name), err)
+		return fmt.Errorf("open a port-forward to %s: %w", database.PodName(name), err)
 	}
 	defer t.Close()
 	err = check(ctx, pg.Login{Host: "127.0.0.1", Port: t.Port(), User: creds.Username, Password: creds.Password, Database: creds.Database})
 	if errors.Is(err, pg.ErrAuth) {
 		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("database %s: %w", name, err)}).
-			WithHint("the data directory may predate the Secret %s (it was deleted with its data kept?); `stackblaze db delete %s --delete-data` starts afresh", kube.CredentialsSecretName(name), name)
+			WithHint("the data directory may predate the Secret %s (it was deleted with its data kept?); `stackblaze db delete %s --delete-data` starts afresh", database.CredentialsSecretName(name), name)
 	}
 	return err
 }
 
-func waitError(ctx, wctx context.Context, c *kube.Client, spec kube.Spec, timeout time.Duration, err error, scope cmdutil.Scope) error {
+func waitError(ctx, wctx context.Context, c *kube.Client, spec database.Spec, timeout time.Duration, err error, scope cmdutil.Scope) error {
 	if ctx.Err() != nil || wctx.Err() == nil {
 		return cmdutil.KubeError(err, scope)
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	why := kube.DescribeNotReady(dctx, c.Clientset, spec.Namespace, spec.Name)
+	why := database.DescribeNotReady(dctx, c.Clientset, spec.Namespace, spec.Name)
 	return (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s is not ready after %s", spec.Name, timeout)}).
 		WithHint("%s\nthe objects are written: run `stackblaze db status %s` to follow it, or create again with a longer --timeout", strings.Join(why, "\n"), spec.Name)
 }
@@ -385,8 +386,8 @@ func RenderText(w io.Writer, t output.Theme, r *Result) error {
 }
 
 func versionWords() []string {
-	w := make([]string, len(kube.Versions))
-	for i, v := range kube.Versions {
+	w := make([]string, len(database.Versions))
+	for i, v := range database.Versions {
 		w[i] = fmt.Sprint(v)
 	}
 	return w

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -84,7 +85,7 @@ func run(ctx context.Context, o *Options) error {
 		return err
 	}
 	scope := cmdutil.ScopeOf(c, o.Name)
-	if err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
+	if err := database.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
 	q := fmt.Sprintf("Delete database %s in namespace %s (the volume is kept)?", o.Name, c.Namespace)
@@ -97,7 +98,7 @@ func run(ctx context.Context, o *Options) error {
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
 	prog.Start("Deleting %s", o.Name)
-	d, err := kube.Delete(ctx, c.Clientset, c.Namespace, o.Name, o.DeleteData)
+	d, err := database.Delete(ctx, c.Clientset, c.Namespace, o.Name, o.DeleteData)
 	if err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
@@ -105,14 +106,14 @@ func run(ctx context.Context, o *Options) error {
 	if !o.NoWait {
 		wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
 		defer cancel()
-		prog.Start("Waiting for pod %s to stop", kube.PodName(o.Name))
-		if err := kube.WaitPodGone(wctx, c.Clientset, c.Namespace, kube.PodName(o.Name)); err != nil {
+		prog.Start("Waiting for pod %s to stop", database.PodName(o.Name))
+		if err := kube.WaitPodGone(wctx, c.Clientset, c.Namespace, database.PodName(o.Name)); err != nil {
 			if ctx.Err() == nil && wctx.Err() != nil {
-				return cmdutil.Errorf(cmdutil.ExitTimeout, "database %s: pod %s still exists after %s", o.Name, kube.PodName(o.Name), o.Timeout)
+				return cmdutil.Errorf(cmdutil.ExitTimeout, "database %s: pod %s still exists after %s", o.Name, database.PodName(o.Name), o.Timeout)
 			}
 			return cmdutil.KubeError(err, scope)
 		}
-		prog.Done("Pod %s stopped", kube.PodName(o.Name))
+		prog.Done("Pod %s stopped", database.PodName(o.Name))
 	}
 	if len(d.Kept) > 0 {
 		prog.Info("Kept %s; delete them with `stackblaze db delete %s --delete-data`", strings.Join(d.Kept, ", "), o.Name)
@@ -124,7 +125,7 @@ func run(ctx context.Context, o *Options) error {
 	if o.DeleteData {
 		fmt.Fprintf(o.IO.Out, "Database %s deleted with its data.\n", o.Name)
 	} else {
-		fmt.Fprintf(o.IO.Out, "Database %s deleted; its volume %s and its credentials are kept.\n", o.Name, kube.PVCName(o.Name))
+		fmt.Fprintf(o.IO.Out, "Database %s deleted; its volume %s and its credentials are kept.\n", o.Name, database.PVCName(o.Name))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
 	"github.com/stackblaze/stackblaze/internal/commands/db/attach"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -21,7 +22,7 @@ type Options struct {
 
 	Name     string
 	From     string
-	Workload kube.WorkloadRef
+	Workload database.WorkloadRef
 	Env      string
 }
 
@@ -44,7 +45,7 @@ nothing.`),
 			if err := attach.Validate(opts.From, opts.Env, "--from"); err != nil {
 				return err
 			}
-			opts.Workload, _ = kube.ParseWorkload(opts.From)
+			opts.Workload, _ = database.ParseWorkload(opts.From)
 			if runF != nil {
 				return runF(opts)
 			}
@@ -63,7 +64,7 @@ func run(ctx context.Context, o *Options) error {
 		return err
 	}
 	// No check that the database exists: detaching a deleted database must still work.
-	res, err := kube.Detach(ctx, c.Clientset, c.Namespace, o.Name, o.Workload, o.Env)
+	res, err := database.Detach(ctx, c.Clientset, c.Namespace, o.Name, o.Workload, o.Env)
 	if err != nil {
 		return attach.WorkloadError(err, c, o.Name)
 	}

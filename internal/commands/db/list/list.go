@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -44,7 +45,7 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	dbs, err := kube.List(ctx, c.Clientset, c.Namespace)
+	dbs, err := database.List(ctx, c.Clientset, c.Namespace)
 	if err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(c, ""))
 	}
@@ -59,14 +60,14 @@ func run(ctx context.Context, o *Options) error {
 }
 
 // RenderText writes the table.
-func RenderText(w io.Writer, t output.Theme, dbs []kube.Database, now time.Time) error {
+func RenderText(w io.Writer, t output.Theme, dbs []database.Database, now time.Time) error {
 	rows := make([][]string, 0, len(dbs))
 	for _, d := range dbs {
 		state := d.State
 		switch state {
-		case kube.StateReady:
+		case database.StateReady:
 			state = t.Success.Render(state)
-		case kube.StateStopped:
+		case database.StateStopped:
 			state = t.Muted.Render(state)
 		default:
 			state = t.Warning.Render(state)

@@ -19,7 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
@@ -252,7 +252,7 @@ func TestE2EMigrateLock(t *testing.T) {
 			t.Fatalf("the lock was free after %s: the killed run's lease did not hold", waited)
 		}
 		ctx := testbed.Context(t, 10*time.Second)
-		if _, err := env.Client.CoordinationV1().Leases(ns).Get(ctx, kube.LockName("app", "migrate"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		if _, err := env.Client.CoordinationV1().Leases(ns).Get(ctx, database.LockName("app", "migrate"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("after a clean run the lease should be released (deleted), got %v", err)
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
@@ -73,7 +74,7 @@ func TestE2ESeedStory(t *testing.T) {
 		t.Fatalf("db create: exit %d\n%s", r.Code, r.Stderr)
 	}
 
-	image := kube.DefaultImageRepository + ":17"
+	image := database.DefaultImageRepository + ":17"
 	web := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: appsv1.DeploymentSpec{

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/tunnel"
@@ -84,10 +85,10 @@ func runProxy(ctx context.Context, o *Options) error {
 		return err
 	}
 	scope := cmdutil.ScopeOf(c, o.Name)
-	if err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
+	if err := database.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
-	creds, err := kube.ReadCredentials(ctx, c.Clientset, c.Namespace, o.Name)
+	creds, err := database.ReadCredentials(ctx, c.Clientset, c.Namespace, o.Name)
 	if err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
@@ -97,7 +98,7 @@ func runProxy(ctx context.Context, o *Options) error {
 		Progress: prog, Scope: scope, Target: o.Name, Login: creds, Timeout: o.Timeout, WaitReady: o.WaitReady,
 		Open: func() (cmdutil.Tunnel, error) {
 			return tunnel.Open(ctx, tunnel.Config{REST: c.REST, Client: c.Clientset, LocalPort: o.Port, Logf: o.Logf},
-				tunnel.Target{Namespace: c.Namespace, Selector: kube.ManagedSelector(o.Name) + ",statefulset.kubernetes.io/pod-name=" + kube.PodName(o.Name), Port: kube.Port})
+				tunnel.Target{Namespace: c.Namespace, Selector: database.ManagedSelector(o.Name) + ",statefulset.kubernetes.io/pod-name=" + database.PodName(o.Name), Port: database.Port})
 		},
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdtest"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 )
 
@@ -31,14 +32,14 @@ func TestProxyTimeout(t *testing.T) {
 		{30 * time.Second, true, false, cmdutil.ExitError},
 		{50 * time.Millisecond, true, true, cmdutil.ExitTimeout},
 	} {
-		labels := kube.Labels("mydb")
-		labels["statefulset.kubernetes.io/pod-name"] = kube.PodName("mydb")
+		labels := database.Labels("mydb")
+		labels["statefulset.kubernetes.io/pod-name"] = database.PodName("mydb")
 		cs := fake.NewClientset(
-			&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "mydb", Namespace: "shop", Labels: kube.Labels("mydb")}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: kube.CredentialsSecretName("mydb"), Namespace: "shop"},
+			&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "mydb", Namespace: "shop", Labels: database.Labels("mydb")}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: database.CredentialsSecretName("mydb"), Namespace: "shop"},
 				Data: map[string][]byte{"username": []byte("mydb"), "password": []byte("pw"), "database": []byte("mydb")}},
 			// Not ready: the tunnel opens without a port-forward.
-			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: kube.PodName("mydb"), Namespace: "shop", Labels: labels},
+			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: database.PodName("mydb"), Namespace: "shop", Labels: labels},
 				Status: corev1.PodStatus{Phase: corev1.PodPending}},
 		)
 		e := cmdtest.New(t, false, cs, "shop")

@@ -13,6 +13,7 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
 	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
 	"github.com/stackblaze/stackblaze/internal/commands/db/create"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
@@ -27,17 +28,17 @@ import (
 func runInto(ctx context.Context, o *Options, src *backup.Target, restore []string, res Result, start time.Time) error {
 	c := src.Client
 	scope := cmdutil.ScopeOf(c, o.Into)
-	switch err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Into); {
+	switch err := database.Exists(ctx, c.Clientset, c.Namespace, o.Into); {
 	case err == nil:
 		return (&cmdutil.Error{Code: cmdutil.ExitConflict, Err: fmt.Errorf("database %s already exists in namespace %s", o.Into, c.Namespace)}).
 			WithHint("restore into a new name, or restore %s in place (without --into)", o.Into)
-	case !errors.As(err, new(*kube.NotFoundError)):
+	case !errors.As(err, new(*database.NotFoundError)):
 		return cmdutil.KubeError(err, scope)
 	}
 
 	// The new database must keep its backups where the source's are: on a volume of its own (and
 	// then the source's are copied there), or in the same bucket and path (one stanza each).
-	want := kube.BackupConfigFor(kube.Spec{Name: o.Into, Namespace: c.Namespace, S3: o.S3})
+	want := database.BackupConfigFor(database.Spec{Name: o.Into, Namespace: c.Namespace, S3: o.S3})
 	srcS3 := src.Repo.Type == "s3"
 	if srcS3 != (want.S3 != nil) || (srcS3 && (want.S3.Bucket != src.Repo.Bucket || want.RepoPath != src.Repo.Path)) {
 		where := func(s3 bool, bucket, path string) string {
@@ -59,7 +60,7 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 		IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin, Now: o.Now,
 		Name: o.Into, Version: src.Version, Storage: src.Storage, Plan: src.Plan.Name,
 		Timeout: o.Timeout, DNSZone: o.DNSZone, ImageRepository: o.ImageRepository,
-		BackupAt: kube.DefaultBackupAt, BackupImage: o.BackupImage, S3: o.S3,
+		BackupAt: database.DefaultBackupAt, BackupImage: o.BackupImage, S3: o.S3,
 	}
 	if err := co.Validate(); err != nil {
 		return fmt.Errorf("the spec of %s: %w", src.Name, err)
@@ -68,7 +69,7 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 	// the same command can simply be run again.
 	fail := func(err error) error {
 		code := cmdutil.ExitCode(err)
-		_, derr := kube.Delete(context.WithoutCancel(ctx), c.Clientset, c.Namespace, o.Into, true)
+		_, derr := database.Delete(context.WithoutCancel(ctx), c.Clientset, c.Namespace, o.Into, true)
 		state := fmt.Sprintf("%s is unchanged and %s was deleted again", src.Name, o.Into)
 		if derr != nil {
 			state = fmt.Sprintf("%s is unchanged; delete the half-made %s with `stackblaze db delete %s --delete-data --yes` (%v)", src.Name, o.Into, o.Into, derr)
@@ -88,14 +89,14 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 		return output.JSON(o.IO.Out, res)
 	}
 	fmt.Fprintf(o.IO.Out, "Restored %s at %s into the new database %s; %s keeps running.\n", src.Name, res.point(), o.Into, src.Name)
-	fmt.Fprintf(o.IO.Out, "Its credentials are in Secret %s.\n", kube.CredentialsSecretName(o.Into))
+	fmt.Fprintf(o.IO.Out, "Its credentials are in Secret %s.\n", database.CredentialsSecretName(o.Into))
 	return nil
 }
 
 // restoreInto does the restore itself once the new database runs.
 func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []string) error {
 	c := src.Client
-	dst := &backup.Target{Client: c, Name: o.Into, Plan: src.Plan, Config: kube.BackupConfig(o.Into)}
+	dst := &backup.Target{Client: c, Name: o.Into, Plan: src.Plan, Config: database.BackupConfig(o.Into)}
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
 
@@ -142,7 +143,7 @@ func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []
 			return err
 		}
 	}
-	creds, err := kube.ReadCredentials(ctx, c.Clientset, c.Namespace, o.Into)
+	creds, err := database.ReadCredentials(ctx, c.Clientset, c.Namespace, o.Into)
 	if err != nil {
 		return err
 	}
@@ -162,7 +163,7 @@ func copyStanza(ctx context.Context, c *kube.Client, src, dst string) error {
 	packErr := make(chan error, 1)
 	go func() {
 		var stderr bytes.Buffer
-		err := kube.Exec(ctx, c, c.Namespace, kube.PodName(src), bk.PackStanzaInPod(src), nil, pw, &stderr)
+		err := kube.Exec(ctx, c, c.Namespace, database.PodName(src), bk.PackStanzaInPod(src), nil, pw, &stderr)
 		if err != nil {
 			err = &kube.ExecError{Command: "tar (reading the backups of " + src + ")", Err: err, Stderr: stderr.String()}
 			// The receiving side may wait for more input that never comes: stop it.
@@ -172,7 +173,7 @@ func copyStanza(ctx context.Context, c *kube.Client, src, dst string) error {
 		packErr <- err
 	}()
 	var stderr bytes.Buffer
-	err := kube.Exec(ctx, c, c.Namespace, kube.PodName(dst), bk.UnpackStanzaInPod(src), pr, io.Discard, &stderr)
+	err := kube.Exec(ctx, c, c.Namespace, database.PodName(dst), bk.UnpackStanzaInPod(src), pr, io.Discard, &stderr)
 	_ = pr.Close()
 	perr := <-packErr
 	switch {
@@ -187,21 +188,21 @@ func copyStanza(ctx context.Context, c *kube.Client, src, dst string) error {
 // adopt renames the source's roles and database in the restored data to the new database's, and
 // sets the new database's passwords (as SCRAM verifiers, through psql's stdin in the pod).
 func adopt(ctx context.Context, c *kube.Client, src, dst string) error {
-	srcCreds, err := kube.ReadCredentials(ctx, c.Clientset, c.Namespace, src)
+	srcCreds, err := database.ReadCredentials(ctx, c.Clientset, c.Namespace, src)
 	if err != nil {
 		return err
 	}
-	creds, err := kube.ReadCredentials(ctx, c.Clientset, c.Namespace, dst)
+	creds, err := database.ReadCredentials(ctx, c.Clientset, c.Namespace, dst)
 	if err != nil {
 		return err
 	}
-	super, err := kube.ReadSuperuserPassword(ctx, c.Clientset, c.Namespace, dst)
+	super, err := database.ReadSuperuserPassword(ctx, c.Clientset, c.Namespace, dst)
 	if err != nil {
 		return err
 	}
 	a := pg.Adoption{
-		FromOwner: kube.RoleName(src), FromAlt: kube.AltRoleName(src), FromDatabase: srcCreds.Database,
-		Owner: kube.RoleName(dst), Alt: kube.AltRoleName(dst), Database: creds.Database,
+		FromOwner: database.RoleName(src), FromAlt: database.AltRoleName(src), FromDatabase: srcCreds.Database,
+		Owner: database.RoleName(dst), Alt: database.AltRoleName(dst), Database: creds.Database,
 		Login: creds.Username, Superuser: "postgres",
 	}
 	if a.LoginVerifier, err = pg.ScramVerifier(creds.Password); err != nil {
@@ -216,7 +217,7 @@ func adopt(ctx context.Context, c *kube.Client, src, dst string) error {
 	}
 	var stderr bytes.Buffer
 	argv := []string{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse", "-d", "postgres", "-f", "-"}
-	if err := kube.Exec(ctx, c, c.Namespace, kube.PodName(dst), argv, strings.NewReader(sql), io.Discard, &stderr); err != nil {
+	if err := kube.Exec(ctx, c, c.Namespace, database.PodName(dst), argv, strings.NewReader(sql), io.Discard, &stderr); err != nil {
 		return &kube.ExecError{Command: "psql (renaming the roles of " + src + ")", Err: err, Stderr: stderr.String()}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	bk "github.com/stackblaze/stackblaze/internal/backup"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
 	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
@@ -28,7 +29,7 @@ type Options struct {
 
 	// For the new database of --into, as create takes them.
 	DNSZone, ImageRepository, BackupImage string
-	S3                                    *kube.S3Settings
+	S3                                    *database.S3Settings
 
 	Name    string
 	Backup  string
@@ -41,7 +42,7 @@ type Options struct {
 // NewCmdRestore builds the command.
 func NewCmdRestore(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{IO: f.IO, Kube: f.Kube, OpenTunnel: f.OpenTunnel, CheckLogin: f.CheckLogin, Now: f.Now,
-		BackupImage: kube.BackupImage(f.Version.Version)}
+		BackupImage: database.BackupImage(f.Version.Version)}
 	cmd := &cobra.Command{
 		Use:   "restore NAME (--backup ID | --to-time T) [--into NEW_NAME]",
 		Short: "Restore a database from a backup or to a point in time",
@@ -73,7 +74,7 @@ anything fails before the restart the database keeps running untouched.`,
 				}
 			}
 			if opts.Into != "" {
-				if err := kube.ValidateName(opts.Into); err != nil {
+				if err := database.ValidateName(opts.Into); err != nil {
 					return cmdutil.KubeError(err, cmdutil.Scope{})
 				}
 				if opts.Into == opts.Name {
@@ -209,7 +210,7 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		// Put the original data back so that the database comes up as it was.
 		_, _ = t.Run(ctx, bk.UnswapInPod(stamp))
-		_ = kube.RestartPod(ctx, t.Client.Clientset, t.Client.Namespace, kube.PodName(o.Name))
+		_ = database.RestartPod(ctx, t.Client.Clientset, t.Client.Namespace, database.PodName(o.Name))
 		return retryHint(fmt.Errorf("restore %s: the restored data did not start: %w", o.Name, err), o,
 			"the original data was put back and the database restarted on it")
 	}
@@ -228,7 +229,7 @@ func run(ctx context.Context, o *Options) error {
 func restartAndWait(ctx context.Context, t *backup.Target, timeout time.Duration) error {
 	wctx, cancel := cmdutil.TimeoutContext(ctx, timeout)
 	defer cancel()
-	if err := kube.RestartPod(wctx, t.Client.Clientset, t.Client.Namespace, kube.PodName(t.Name)); err != nil {
+	if err := database.RestartPod(wctx, t.Client.Clientset, t.Client.Namespace, database.PodName(t.Name)); err != nil {
 		return cmdutil.AsTimeout(err, ctx, wctx)
 	}
 	// Recovery ends with a promotion; until then the server only reads.

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
@@ -179,14 +180,14 @@ func run(ctx context.Context, o *Options) error {
 	scope := cmdutil.ScopeOf(c, o.Name)
 	kerr := func(err error) error { return cmdutil.KubeError(err, scope) }
 	cs, ns := c.Clientset, c.Namespace
-	if err := kube.Exists(ctx, cs, ns, o.Name); err != nil {
+	if err := database.Exists(ctx, cs, ns, o.Name); err != nil {
 		return kerr(err)
 	}
-	attached, err := kube.ListAttachments(ctx, cs, ns, o.Name)
+	attached, err := database.ListAttachments(ctx, cs, ns, o.Name)
 	if err != nil {
 		return kerr(err)
 	}
-	workloads := kube.AttachedWorkloads(attached)
+	workloads := database.AttachedWorkloads(attached)
 	what := "no attached workloads"
 	if len(workloads) > 0 {
 		names := make([]string, len(workloads))
@@ -209,12 +210,12 @@ func run(ctx context.Context, o *Options) error {
 	}
 	defer lock.Release()
 
-	res := &Result{Database: o.Name, Namespace: ns, Secret: kube.CredentialsSecretName(o.Name), Restarted: []string{}}
-	creds, err := kube.ReadCredentials(ctx, cs, ns, o.Name)
+	res := &Result{Database: o.Name, Namespace: ns, Secret: database.CredentialsSecretName(o.Name), Restarted: []string{}}
+	creds, err := database.ReadCredentials(ctx, cs, ns, o.Name)
 	if err != nil {
 		return kerr(err)
 	}
-	rot, err := kube.GetRotation(ctx, cs, ns, o.Name)
+	rot, err := database.GetRotation(ctx, cs, ns, o.Name)
 	if err != nil {
 		return kerr(err)
 	}
@@ -223,39 +224,39 @@ func run(ctx context.Context, o *Options) error {
 		prog.Info("Finishing the rotation started at %s (%s → %s); --grace of that rotation: %s",
 			rot.Started.UTC().Format(time.RFC3339), rot.From, rot.To, rot.Grace)
 	} else {
-		pw, err := kube.NewPassword()
+		pw, err := database.NewPassword()
 		if err != nil {
 			return err
 		}
 		now := o.Now()
-		rot = &kube.Rotation{ID: fmt.Sprintf("%d", now.UnixNano()), From: creds.Username, To: kube.StandbyRole(o.Name, creds.Username),
-			Password: pw, Phase: kube.PhasePending, Grace: o.Grace, Started: now, Holder: kube.DefaultIdentity()}
-		if err := kube.CreateRotation(ctx, cs, ns, o.Name, rot); err != nil {
+		rot = &database.Rotation{ID: fmt.Sprintf("%d", now.UnixNano()), From: creds.Username, To: database.StandbyRole(o.Name, creds.Username),
+			Password: pw, Phase: database.PhasePending, Grace: o.Grace, Started: now, Holder: kube.DefaultIdentity()}
+		if err := database.CreateRotation(ctx, cs, ns, o.Name, rot); err != nil {
 			return kerr(err)
 		}
-		prog.Done("Rotation recorded in Secret %s (%s → %s)", kube.RotationSecretName(o.Name), rot.From, rot.To)
+		prog.Done("Rotation recorded in Secret %s (%s → %s)", database.RotationSecretName(o.Name), rot.From, rot.To)
 	}
 	o.step(StepRecorded)
 	res.Username, res.PreviousUsername, res.GraceSeconds = rot.To, rot.From, rot.Grace.Seconds()
 	if creds.Username != rot.From && creds.Username != rot.To {
 		return cmdutil.Errorf(cmdutil.ExitError, "secret %s names role %s, but the rotation in progress is from %s to %s",
 			res.Secret, creds.Username, rot.From, rot.To).
-			WithHint("inspect the Secrets %s and %s", res.Secret, kube.RotationSecretName(o.Name))
+			WithHint("inspect the Secrets %s and %s", res.Secret, database.RotationSecretName(o.Name))
 	}
 
 	// The database part, as the superuser through a tunnel.
 	tctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
 	defer cancel()
-	su, err := kube.ReadSuperuserPassword(ctx, cs, ns, o.Name)
+	su, err := database.ReadSuperuserPassword(ctx, cs, ns, o.Name)
 	if err != nil {
 		return kerr(err)
 	}
 	t, err := cmdutil.OpenReadyTunnel(tctx, cmdutil.ReadyTunnel{
-		Progress: prog, Scope: scope, Target: kube.PodName(o.Name),
-		Login: kube.Credentials{Username: "postgres", Password: su, Database: "postgres"},
+		Progress: prog, Scope: scope, Target: database.PodName(o.Name),
+		Login: database.Credentials{Username: "postgres", Password: su, Database: "postgres"},
 		Hint:  "; the rotation is recorded, run again to finish it",
 		Open: func() (cmdutil.Tunnel, error) {
-			return o.OpenTunnel(context.WithoutCancel(ctx), c, ns, kube.PodName(o.Name), kube.Port)
+			return o.OpenTunnel(context.WithoutCancel(ctx), c, ns, database.PodName(o.Name), database.Port)
 		},
 	})
 	if err != nil {
@@ -271,7 +272,7 @@ func run(ctx context.Context, o *Options) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	prog.Done("Connected as the superuser through %s", t.Addr())
 
-	owner, alt := kube.RoleName(o.Name), kube.AltRoleName(o.Name)
+	owner, alt := database.RoleName(o.Name), database.AltRoleName(o.Name)
 	if err := pg.EnsureLoginRoles(tctx, conn, owner, alt); err != nil {
 		return err
 	}
@@ -296,30 +297,30 @@ func run(ctx context.Context, o *Options) error {
 	prog.Done("Logged in as %s with the new password", rot.To)
 	o.step(StepVerified)
 
-	changed, err := kube.WriteCredentials(ctx, cs, ns, o.Name, rot.To, rot.Password)
+	changed, err := database.WriteCredentials(ctx, cs, ns, o.Name, rot.To, rot.Password)
 	if err != nil {
 		return kerr(err)
 	}
 	if changed {
 		prog.Done("Secret %s updated (username %s, password, DATABASE_URL)", res.Secret, rot.To)
 	}
-	if rot.Phase == kube.PhasePending {
-		rot.Phase = kube.PhaseSecretUpdated
-		if err := kube.UpdateRotation(ctx, cs, ns, o.Name, rot); err != nil {
+	if rot.Phase == database.PhasePending {
+		rot.Phase = database.PhaseSecretUpdated
+		if err := database.UpdateRotation(ctx, cs, ns, o.Name, rot); err != nil {
 			return kerr(err)
 		}
 	}
 	o.step(StepSecretUpdated)
 
 	// Workloads attached since the start are restarted too: list again.
-	if attached, err = kube.ListAttachments(ctx, cs, ns, o.Name); err != nil {
+	if attached, err = database.ListAttachments(ctx, cs, ns, o.Name); err != nil {
 		return kerr(err)
 	}
-	workloads = kube.AttachedWorkloads(attached)
-	var live []kube.WorkloadRef
+	workloads = database.AttachedWorkloads(attached)
+	var live []database.WorkloadRef
 	for _, w := range workloads {
-		restarted, err := kube.RestartWorkload(ctx, cs, ns, w, o.Name, rot.ID)
-		var nf *kube.WorkloadNotFoundError
+		restarted, err := database.RestartWorkload(ctx, cs, ns, w, o.Name, rot.ID)
+		var nf *database.WorkloadNotFoundError
 		if errors.As(err, &nf) {
 			continue
 		}
@@ -340,7 +341,7 @@ func run(ctx context.Context, o *Options) error {
 
 	for _, w := range live {
 		prog.Start("Waiting for the rollout of %s", w)
-		if err := kube.WaitRollout(tctx, cs, ns, w); err != nil {
+		if err := database.WaitRollout(tctx, cs, ns, w); err != nil {
 			prog.Stop()
 			if ctx.Err() == nil && tctx.Err() != nil {
 				return cmdutil.Errorf(cmdutil.ExitTimeout, "the rollout of %s did not finish within %s; the old login %s stays valid", w, o.Timeout, rot.From).
@@ -353,8 +354,8 @@ func run(ctx context.Context, o *Options) error {
 	res.RolledOut = true
 	if rot.RolledOutAt.IsZero() {
 		rot.RolledOutAt = o.Now()
-		rot.Phase = kube.PhaseRolledOut
-		if err := kube.UpdateRotation(ctx, cs, ns, o.Name, rot); err != nil {
+		rot.Phase = database.PhaseRolledOut
+		if err := database.UpdateRotation(ctx, cs, ns, o.Name, rot); err != nil {
 			return kerr(err)
 		}
 	}
@@ -384,13 +385,13 @@ func run(ctx context.Context, o *Options) error {
 	res.OldLoginDisabled = true
 	prog.Done("Old login %s disabled", rot.From)
 	o.step(StepRetired)
-	if err := kube.DeleteRotation(ctx, cs, ns, o.Name, rot); err != nil {
+	if err := database.DeleteRotation(ctx, cs, ns, o.Name, rot); err != nil {
 		return kerr(err)
 	}
 	return finish(o, res, rot)
 }
 
-func finish(o *Options, res *Result, rot *kube.Rotation) error {
+func finish(o *Options, res *Result, rot *database.Rotation) error {
 	if o.ShowPassword {
 		res.Password = rot.Password
 	}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/stackblaze/stackblaze/internal/commands/db/rotatecreds"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 	"github.com/stackblaze/stackblaze/internal/tunnel"
@@ -32,7 +33,7 @@ type secretCreds struct {
 
 func readSecret(t *testing.T, env *testbed.Env, ns, db string) secretCreds {
 	t.Helper()
-	s, err := env.Client.CoreV1().Secrets(ns).Get(context.Background(), kube.CredentialsSecretName(db), metav1.GetOptions{})
+	s, err := env.Client.CoreV1().Secrets(ns).Get(context.Background(), database.CredentialsSecretName(db), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func (c secretCreds) agree(t *testing.T) {
 func openTunnel(t *testing.T, env *testbed.Env, ns, db string) int {
 	t.Helper()
 	tun, err := tunnel.Open(context.Background(), tunnel.Config{REST: env.REST, Client: env.Client},
-		tunnel.Target{Namespace: ns, Pod: kube.PodName(db), Port: 5432})
+		tunnel.Target{Namespace: ns, Pod: database.PodName(db), Port: 5432})
 	if err != nil {
 		t.Fatalf("open a tunnel: %v", err)
 	}
@@ -86,7 +87,7 @@ func isAuthFailure(err error) bool {
 
 func superuser(t *testing.T, env *testbed.Env, ns, db string, port int) *pgx.Conn {
 	t.Helper()
-	s, err := env.Client.CoreV1().Secrets(ns).Get(context.Background(), kube.SuperuserSecretName(db), metav1.GetOptions{})
+	s, err := env.Client.CoreV1().Secrets(ns).Get(context.Background(), database.SuperuserSecretName(db), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func setup(t *testing.T, env *testbed.Env, db string) string {
 				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &oneSecond, Containers: []corev1.Container{{
 					// A real container that runs until it is replaced (the database image has sleep,
 					// which as PID 1 ignores SIGTERM: a short grace period).
-					Name: "web", Image: kube.DefaultImageRepository + ":17", Command: []string{"sleep", "infinity"},
+					Name: "web", Image: database.DefaultImageRepository + ":17", Command: []string{"sleep", "infinity"},
 				}}},
 			},
 		},
@@ -180,10 +181,10 @@ func TestE2ERotateCredentials(t *testing.T) {
 		t.Errorf("the old credentials are not refused: %v", err)
 	}
 	after := templateAnnotations(t, env, ns)
-	if after[kube.AnnotationRotated("shop")] == "" || after[kube.AnnotationRotated("shop")] == beforeTmpl[kube.AnnotationRotated("shop")] {
+	if after[database.AnnotationRotated("shop")] == "" || after[database.AnnotationRotated("shop")] == beforeTmpl[database.AnnotationRotated("shop")] {
 		t.Errorf("the Deployment's pod template did not change: %v", after)
 	}
-	if _, err := env.Client.CoreV1().Secrets(ns).Get(ctx, kube.RotationSecretName("shop"), metav1.GetOptions{}); err == nil {
+	if _, err := env.Client.CoreV1().Secrets(ns).Get(ctx, database.RotationSecretName("shop"), metav1.GetOptions{}); err == nil {
 		t.Errorf("the rotation record is left behind")
 	}
 
@@ -211,8 +212,8 @@ func TestE2ERotateCredentials(t *testing.T) {
 		if err := conn.QueryRow(ctx, "SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_b'").Scan(&owner); err != nil {
 			t.Fatal(err)
 		}
-		if owner != kube.RoleName("shop") {
-			t.Errorf("a table created through %s is owned by %s, want %s", cur.User, owner, kube.RoleName("shop"))
+		if owner != database.RoleName("shop") {
+			t.Errorf("a table created through %s is owned by %s, want %s", cur.User, owner, database.RoleName("shop"))
 		}
 	})
 
@@ -230,8 +231,8 @@ func TestE2ERotateCredentials(t *testing.T) {
 		if res.Password != third.Password || res.Username != third.User || res.PreviousUsername != cur.User || !res.OldLoginDisabled {
 			t.Errorf("result %+v disagrees with the Secret (user %s)", res, third.User)
 		}
-		if third.User != kube.RoleName("shop") {
-			t.Errorf("second rotation went to %s, want %s", third.User, kube.RoleName("shop"))
+		if third.User != database.RoleName("shop") {
+			t.Errorf("second rotation went to %s, want %s", third.User, database.RoleName("shop"))
 		}
 		cfg, _ := pgx.ParseConfig("host=127.0.0.1 sslmode=disable")
 		cfg.Port, cfg.User, cfg.Password, cfg.Database = uint16(port), third.User, third.Password, third.Database
@@ -312,7 +313,7 @@ func TestE2ERotateCredentialsKilledAtEachStep(t *testing.T) {
 			if err := login(ctx, port, old.User, old.Password, old.Database); !isAuthFailure(err) {
 				t.Errorf("after the rerun the old credentials are not refused: %v", err)
 			}
-			if _, err := env.Client.CoreV1().Secrets(ns).Get(ctx, kube.RotationSecretName("crash"), metav1.GetOptions{}); err == nil {
+			if _, err := env.Client.CoreV1().Secrets(ns).Get(ctx, database.RotationSecretName("crash"), metav1.GetOptions{}); err == nil {
 				t.Errorf("the rotation record is left behind")
 			}
 		})
@@ -340,7 +341,7 @@ func TestE2ERotateCredentialsGraceNoFailedLogin(t *testing.T) {
 			default:
 			}
 			// Always what the Secret holds at this moment, as a restarted app would read it.
-			s, err := env.Client.CoreV1().Secrets(ns).Get(ctx, kube.CredentialsSecretName("live"), metav1.GetOptions{})
+			s, err := env.Client.CoreV1().Secrets(ns).Get(ctx, database.CredentialsSecretName("live"), metav1.GetOptions{})
 			if err != nil {
 				continue
 			}
@@ -388,7 +389,7 @@ func TestE2ERotateCredentialsNoPlaintextInServerLog(t *testing.T) {
 	ctx := testbed.Context(t, 8*time.Minute)
 
 	// log_statement = 'all' through the container's args (the pod is replaced).
-	pod, err := env.Client.CoreV1().Pods(ns).Get(ctx, kube.PodName("logged"), metav1.GetOptions{})
+	pod, err := env.Client.CoreV1().Pods(ns).Get(ctx, database.PodName("logged"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +397,7 @@ func TestE2ERotateCredentialsNoPlaintextInServerLog(t *testing.T) {
 	if _, err := env.Client.AppsV1().StatefulSets(ns).Patch(ctx, "logged", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitReplaced(t, env, ns, kube.PodName("logged"), pod.UID)
+	waitReplaced(t, env, ns, database.PodName("logged"), pod.UID)
 
 	first := readSecret(t, env, ns, "logged")
 	for i := 0; i < 2; i++ {
@@ -405,7 +406,7 @@ func TestE2ERotateCredentialsNoPlaintextInServerLog(t *testing.T) {
 		}
 	}
 	second := readSecret(t, env, ns, "logged")
-	log := serverLog(t, env, ns, kube.PodName("logged"))
+	log := serverLog(t, env, ns, database.PodName("logged"))
 	if !strings.Contains(log, "ALTER ROLE") || !strings.Contains(log, "SCRAM-SHA-256$4096:") {
 		t.Fatalf("the server log has no logged ALTER ROLE with a verifier (is log_statement=all on?):\n%s", tail(log))
 	}
@@ -469,7 +470,7 @@ func TestE2ERotateCredentialsLock(t *testing.T) {
 	// Wait until the first run holds the lease.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if _, err := env.Client.CoordinationV1().Leases(ns).Get(ctx, kube.LockName("locked", "rotate"), metav1.GetOptions{}); err == nil {
+		if _, err := env.Client.CoordinationV1().Leases(ns).Get(ctx, database.LockName("locked", "rotate"), metav1.GetOptions{}); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
@@ -89,7 +90,7 @@ func SplitArgs(cmd *cobra.Command, args []string) (name string, command []string
 	case 0:
 	case 1:
 		name = before[0]
-		if err := kube.ValidateName(name); err != nil {
+		if err := database.ValidateName(name); err != nil {
 			return "", nil, cmdutil.KubeError(err, cmdutil.Scope{})
 		}
 	default:
@@ -118,7 +119,7 @@ type ConnectOptions struct {
 type Session struct {
 	Client      *kube.Client
 	Name        string
-	Credentials kube.Credentials
+	Credentials database.Credentials
 	Tunnel      cmdutil.Tunnel
 	Progress    *output.Progress
 	IO          *output.IOStreams
@@ -133,12 +134,12 @@ func ResolveName(ctx context.Context, c *kube.Client, arg string, cfg *cmdutil.C
 		return arg, nil
 	}
 	if cfg != nil && cfg.Database != "" {
-		if err := kube.ValidateName(cfg.Database); err != nil {
+		if err := database.ValidateName(cfg.Database); err != nil {
 			return "", cmdutil.UsageErrorf("the configured database %q is not a valid name: %v", cfg.Database, err)
 		}
 		return cfg.Database, nil
 	}
-	dbs, err := kube.List(ctx, c.Clientset, c.Namespace)
+	dbs, err := database.List(ctx, c.Clientset, c.Namespace)
 	if err != nil {
 		return "", cmdutil.KubeError(err, cmdutil.ScopeOf(c, ""))
 	}
@@ -172,10 +173,10 @@ func Connect(ctx context.Context, o ConnectOptions) (*Session, error) {
 		return nil, err
 	}
 	scope := cmdutil.ScopeOf(c, name)
-	if err := kube.Exists(ctx, c.Clientset, c.Namespace, name); err != nil {
+	if err := database.Exists(ctx, c.Clientset, c.Namespace, name); err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
-	creds, err := kube.ReadCredentials(ctx, c.Clientset, c.Namespace, name)
+	creds, err := database.ReadCredentials(ctx, c.Clientset, c.Namespace, name)
 	if err != nil {
 		return nil, cmdutil.KubeError(err, scope)
 	}
@@ -186,12 +187,12 @@ func Connect(ctx context.Context, o ConnectOptions) (*Session, error) {
 		}
 	}
 	t, err := cmdutil.OpenReadyTunnel(ctx, cmdutil.ReadyTunnel{
-		Progress: prog, Scope: scope, Target: kube.PodName(name), Login: creds, Timeout: o.Timeout, Steps: true,
+		Progress: prog, Scope: scope, Target: database.PodName(name), Login: creds, Timeout: o.Timeout, Steps: true,
 		WaitReady: o.WaitReady,
 		// The tunnel lives until Close, not until ctx: a Ctrl-C goes to the command first, and the
 		// tunnel must outlast the command's own shutdown.
 		Open: func() (cmdutil.Tunnel, error) {
-			return o.OpenTunnel(context.WithoutCancel(ctx), c, c.Namespace, kube.PodName(name), kube.Port)
+			return o.OpenTunnel(context.WithoutCancel(ctx), c, c.Namespace, database.PodName(name), database.Port)
 		},
 	})
 	if err != nil {
@@ -208,7 +209,7 @@ func (s *Session) Login() pg.Login {
 // Env is the process environment with the database's variables set (and any inherited PG*
 // variables replaced).
 func (s *Session) Env() []string {
-	vars := kube.PGEnv(s.Credentials, s.Tunnel.Port())
+	vars := database.PGEnv(s.Credentials, s.Tunnel.Port())
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")

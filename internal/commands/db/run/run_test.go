@@ -12,7 +12,7 @@ import (
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdtest"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 )
 
 // --timeout 0 means no deadline, as in the other commands that wait.
@@ -27,8 +27,8 @@ func TestConnectTimeout(t *testing.T) {
 		{30 * time.Second, true},
 	} {
 		cs := fake.NewClientset(
-			&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "mydb", Namespace: "shop", Labels: kube.Labels("mydb")}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: kube.CredentialsSecretName("mydb"), Namespace: "shop"},
+			&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "mydb", Namespace: "shop", Labels: database.Labels("mydb")}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: database.CredentialsSecretName("mydb"), Namespace: "shop"},
 				Data: map[string][]byte{"username": []byte("mydb"), "password": []byte("pw"), "database": []byte("mydb")}},
 		)
 		e := cmdtest.New(t, false, cs, "shop")

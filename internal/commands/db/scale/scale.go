@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -70,12 +71,12 @@ func run(ctx context.Context, o *Options) error {
 		return err
 	}
 	scope := cmdutil.ScopeOf(c, o.Name)
-	if err := kube.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
+	if err := database.Exists(ctx, c.Clientset, c.Namespace, o.Name); err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
-	prev, err := kube.Scale(ctx, c.Clientset, c.Namespace, o.Name, int32(o.Replicas))
+	prev, err := database.Scale(ctx, c.Clientset, c.Namespace, o.Name, int32(o.Replicas))
 	if err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
@@ -85,7 +86,7 @@ func run(ctx context.Context, o *Options) error {
 	} else {
 		prog.Done("Scaled %s from %d to %d", o.Name, prev, o.Replicas)
 	}
-	pod := kube.PodName(o.Name)
+	pod := database.PodName(o.Name)
 	if !o.NoWait {
 		wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
 		defer cancel()
@@ -104,7 +105,7 @@ func run(ctx context.Context, o *Options) error {
 			return cmdutil.KubeError(err, scope)
 		}
 		if o.Replicas == 0 {
-			prog.Done("Pod %s stopped; the volume %s is kept", pod, kube.PVCName(o.Name))
+			prog.Done("Pod %s stopped; the volume %s is kept", pod, database.PVCName(o.Name))
 		} else {
 			prog.Done("Pod %s is ready", pod)
 			res.Ready = true

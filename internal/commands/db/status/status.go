@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -50,7 +51,7 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	st, err := kube.GetStatus(ctx, c.Clientset, c.Namespace, o.Name, o.DNSZone)
+	st, err := database.GetStatus(ctx, c.Clientset, c.Namespace, o.Name, o.DNSZone)
 	if err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(c, o.Name))
 	}
@@ -61,14 +62,14 @@ func run(ctx context.Context, o *Options) error {
 }
 
 // backupsLine says when the database is backed up, where to, and whether PITR is on.
-func backupsLine(b *kube.BackupStatus) string {
+func backupsLine(b *database.BackupStatus) string {
 	when := "no daily backup (set one with `stackblaze db backup schedule`)"
 	if b.Schedule != "" {
 		tz := b.TimeZone
-		if tz == kube.BackupTimeZone || tz == "" {
+		if tz == database.BackupTimeZone || tz == "" {
 			tz = "UTC"
 		}
-		when = fmt.Sprintf("daily at %s %s", kube.DailyAt(b.Schedule), tz)
+		when = fmt.Sprintf("daily at %s %s", database.DailyAt(b.Schedule), tz)
 	}
 	where := "on volume " + b.VolumeClaim
 	if b.Repo.Type == "s3" {
@@ -82,9 +83,9 @@ func backupsLine(b *kube.BackupStatus) string {
 }
 
 // RenderText writes the status.
-func RenderText(w io.Writer, t output.Theme, st *kube.Status, now time.Time) error {
+func RenderText(w io.Writer, t output.Theme, st *database.Status, now time.Time) error {
 	state := st.State
-	if st.State == kube.StateReady {
+	if st.State == database.StateReady {
 		state = t.Success.Render(state)
 	} else {
 		state = t.Warning.Render(state)

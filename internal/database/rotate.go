@@ -1,4 +1,4 @@
-package kube
+package database
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -120,7 +121,7 @@ func GetRotation(ctx context.Context, cs kubernetes.Interface, ns, name string) 
 // rotation lock and read none a moment ago.
 func CreateRotation(ctx context.Context, cs kubernetes.Interface, ns, name string, r *Rotation) error {
 	s := rotationSecret(name, r, "")
-	got, err := cs.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{FieldManager: FieldManager})
+	got, err := cs.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{FieldManager: kube.FieldManager})
 	if err != nil {
 		return fmt.Errorf("record the rotation in secret %s: %w", s.Name, err)
 	}
@@ -131,7 +132,7 @@ func CreateRotation(ctx context.Context, cs kubernetes.Interface, ns, name strin
 // UpdateRotation writes the record back, failing if it changed since it was read.
 func UpdateRotation(ctx context.Context, cs kubernetes.Interface, ns, name string, r *Rotation) error {
 	s := rotationSecret(name, r, r.resourceVersion)
-	got, err := cs.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{FieldManager: FieldManager})
+	got, err := cs.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{FieldManager: kube.FieldManager})
 	if err != nil {
 		return fmt.Errorf("update the rotation record %s: %w", s.Name, err)
 	}
@@ -196,7 +197,7 @@ func WriteCredentials(ctx context.Context, cs kubernetes.Interface, ns, name, us
 		next.Data["username"] = []byte(username)
 		next.Data["password"] = []byte(password)
 		next.Data[URLKey] = []byte(url)
-		_, err = secrets.Update(ctx, next, metav1.UpdateOptions{FieldManager: FieldManager})
+		_, err = secrets.Update(ctx, next, metav1.UpdateOptions{FieldManager: kube.FieldManager})
 		if apierrors.IsConflict(err) && attempt < 3 {
 			continue // re-read: the next round compares against what is there now
 		}
@@ -272,11 +273,11 @@ func WaitRollout(ctx context.Context, cs kubernetes.Interface, ns string, w Work
 	)
 	switch w.Kind {
 	case KindDeployment:
-		lw = listWatchByName(w.Name, cs.AppsV1().Deployments(ns).List, cs.AppsV1().Deployments(ns).Watch)
+		lw = kube.ListWatchByName(w.Name, cs.AppsV1().Deployments(ns).List, cs.AppsV1().Deployments(ns).Watch)
 		obj = &appsv1.Deployment{}
 		done = func(o runtime.Object) bool { d, ok := o.(*appsv1.Deployment); return ok && DeploymentRolledOut(d) }
 	case KindStatefulSet:
-		lw = listWatchByName(w.Name, cs.AppsV1().StatefulSets(ns).List, cs.AppsV1().StatefulSets(ns).Watch)
+		lw = kube.ListWatchByName(w.Name, cs.AppsV1().StatefulSets(ns).List, cs.AppsV1().StatefulSets(ns).Watch)
 		obj = &appsv1.StatefulSet{}
 		done = func(o runtime.Object) bool { s, ok := o.(*appsv1.StatefulSet); return ok && StatefulSetRolledOut(s) }
 	default:

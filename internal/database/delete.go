@@ -1,4 +1,4 @@
-package kube
+package database
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -172,7 +173,7 @@ func Scale(ctx context.Context, cs kubernetes.Interface, ns, name string, replic
 	}
 	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas)
 	if _, err := cs.AppsV1().StatefulSets(ns).Patch(ctx, name, types.MergePatchType, []byte(patch),
-		metav1.PatchOptions{FieldManager: FieldManager}, "scale"); err != nil {
+		metav1.PatchOptions{FieldManager: kube.FieldManager}, "scale"); err != nil {
 		return previous, fmt.Errorf("scale statefulset %s: %w", name, err)
 	}
 	return previous, nil

@@ -1,4 +1,4 @@
-package kube
+package database
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -159,7 +160,7 @@ func getWorkload(ctx context.Context, cs kubernetes.Interface, ns string, w Work
 }
 
 func patchWorkload(ctx context.Context, cs kubernetes.Interface, ns string, w WorkloadRef, pt types.PatchType, patch []byte) error {
-	opts := metav1.PatchOptions{FieldManager: FieldManager}
+	opts := metav1.PatchOptions{FieldManager: kube.FieldManager}
 	var err error
 	switch w.Kind {
 	case KindDeployment:

@@ -1,4 +1,4 @@
-package kube
+package database
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -177,7 +178,7 @@ func applyObject[AC any, T metaObject](ctx context.Context, changes *[]Change, k
 	if err != nil {
 		return fmt.Errorf("get %s %s: %w", strings.ToLower(kind), name, err)
 	}
-	got, err := apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	got, err := apply(ctx, ac, metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true})
 	if err != nil {
 		return fmt.Errorf("apply %s %s: %w", strings.ToLower(kind), name, err)
 	}

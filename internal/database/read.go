@@ -1,4 +1,4 @@
-package kube
+package database
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -84,7 +85,7 @@ func summarize(sts *appsv1.StatefulSet, pod *corev1.Pod) Database {
 			d.Restarts += c.RestartCount
 		}
 	}
-	d.Ready = PodReady(pod)
+	d.Ready = kube.PodReady(pod)
 	switch {
 	case sts.DeletionTimestamp != nil:
 		d.State = StateTerminating
@@ -153,12 +154,12 @@ func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone stri
 		VolumeClaim: PVCName(name),
 	}
 	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name == ContainerName {
+		if c.Name == kube.ContainerName {
 			st.Image = c.Image
 		}
 	}
 	if pod != nil {
-		ps := &PodStatus{Name: pod.Name, Phase: string(pod.Status.Phase), Ready: PodReady(pod), Restarts: st.Restarts}
+		ps := &PodStatus{Name: pod.Name, Phase: string(pod.Status.Phase), Ready: kube.PodReady(pod), Restarts: st.Restarts}
 		for _, c := range pod.Status.ContainerStatuses {
 			if c.State.Waiting != nil {
 				ps.Reason = c.State.Waiting.Reason

@@ -1,4 +1,4 @@
-package kube
+package database
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/stackblaze/stackblaze/internal/backup"
+	"github.com/stackblaze/stackblaze/internal/kube"
 )
 
 // DefaultBackupAt is the time of day (UTC) of the daily backup that create schedules.
@@ -36,8 +37,8 @@ func BackupConfig(name string) backup.Config {
 // InitBackupRepository creates the database's stanza in its repository (pgBackRest's
 // stanza-create, run in the pod; idempotent), so that WAL is archived from the start rather than
 // from the first backup.
-func InitBackupRepository(ctx context.Context, c *Client, name string) error {
-	_, err := ExecOutput(ctx, c, c.Namespace, PodName(name), BackupConfig(name).InPod(backup.StanzaCreate()))
+func InitBackupRepository(ctx context.Context, c *kube.Client, name string) error {
+	_, err := kube.ExecOutput(ctx, c, c.Namespace, PodName(name), BackupConfig(name).InPod(backup.StanzaCreate()))
 	return err
 }
 
@@ -53,7 +54,7 @@ type BackupRepo struct {
 func BackupRepoOf(sts *appsv1.StatefulSet) BackupRepo {
 	r := BackupRepo{Type: "posix"}
 	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name != ContainerName {
+		if c.Name != kube.ContainerName {
 			continue
 		}
 		for _, e := range c.Env {
@@ -319,9 +320,9 @@ func RestartPod(ctx context.Context, cs kubernetes.Interface, ns, pod string) er
 	if err := cs.CoreV1().Pods(ns).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
 		return fmt.Errorf("delete pod %s: %w", pod, err)
 	}
-	_, err = watchtools.UntilWithSync(ctx, podListWatch(cs, ns, pod), &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+	_, err = watchtools.UntilWithSync(ctx, kube.PodListWatch(cs, ns, pod), &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
 		p, ok := ev.Object.(*corev1.Pod)
-		return ok && ev.Type != watch.Deleted && p.UID != old.UID && PodReady(p), nil
+		return ok && ev.Type != watch.Deleted && p.UID != old.UID && kube.PodReady(p), nil
 	})
 	if err != nil {
 		if ctx.Err() != nil {

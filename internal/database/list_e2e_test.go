@@ -1,4 +1,4 @@
-package kube_test
+package database_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
-	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
@@ -53,14 +53,14 @@ func stoppedDatabases(t testing.TB, env *testbed.Env, ns string, from, n int) {
 	sem := make(chan struct{}, 16)
 	for i := from; i < from+n; i++ {
 		name := fmt.Sprintf("db%04d", i)
-		labels := kube.Labels(name)
+		labels := database.Labels(name)
 		sts := &appsv1.StatefulSet{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{
-				kube.AnnotationVersion: "16", kube.AnnotationPlan: "hobby", kube.AnnotationStorage: "1Gi"}},
+				database.AnnotationVersion: "16", database.AnnotationPlan: "hobby", database.AnnotationStorage: "1Gi"}},
 			Spec: appsv1.StatefulSetSpec{
 				Replicas:    ptr.To[int32](0),
 				ServiceName: name + "-headless",
-				Selector:    &metav1.LabelSelector{MatchLabels: kube.SelectorLabels(name)},
+				Selector:    &metav1.LabelSelector{MatchLabels: database.SelectorLabels(name)},
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: labels},
 					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "postgres", Image: "postgres:16"}}},
@@ -95,7 +95,7 @@ func BenchmarkE2EList500(b *testing.B) {
 	calls.Store(0)
 	b.ResetTimer()
 	for b.Loop() {
-		dbs, err := kube.List(ctx, cs, ns)
+		dbs, err := database.List(ctx, cs, ns)
 		if err != nil {
 			b.Fatal(err)
 		}
