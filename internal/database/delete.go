@@ -25,6 +25,9 @@ import (
 type Deleted struct {
 	Deleted []string `json:"deleted"`
 	Kept    []string `json:"kept"`
+	// Foreign are objects with one of the database's names that stackblaze did not make for it:
+	// never deleted.
+	Foreign []string `json:"foreign,omitempty"`
 }
 
 // Exists tells whether a database (its StatefulSet, managed by stackblaze) exists.
@@ -33,11 +36,11 @@ func Exists(ctx context.Context, cs kubernetes.Interface, ns, name string) error
 	return err
 }
 
-// GetDatabase reads a database's StatefulSet; one that is missing or not managed by stackblaze
-// is a *NotFoundError.
+// GetDatabase reads a database's StatefulSet; one that is missing or not owned by the database
+// (IsOwnedBy) is a *NotFoundError.
 func GetDatabase(ctx context.Context, cs kubernetes.Interface, ns, name string) (*appsv1.StatefulSet, error) {
 	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && !IsManaged(sts.Labels)) {
+	if apierrors.IsNotFound(err) || (err == nil && !IsOwnedBy(sts.Labels, name)) {
 		return nil, &NotFoundError{Name: name, Namespace: ns}
 	}
 	if err != nil {
@@ -46,7 +49,8 @@ func GetDatabase(ctx context.Context, cs kubernetes.Interface, ns, name string) 
 	return sts, nil
 }
 
-// Delete removes a database's objects, found by label. Without deleteData it keeps the volume
+// Delete removes a database's objects, found by label: only what carries our managed-by label and
+// the database's label is deleted, whatever its name. Without deleteData it keeps the volume
 // claims and the two Secrets: the data directory only accepts the passwords they hold, so a later
 // create of the same name uses them and finds the data.
 func Delete(ctx context.Context, cs kubernetes.Interface, ns, name string, deleteData bool) (*Deleted, error) {
@@ -90,12 +94,6 @@ func Delete(ctx context.Context, cs kubernetes.Interface, ns, name string, delet
 	for _, o := range pvcs.Items {
 		names[o.Name] = true
 	}
-	// The StatefulSet controller names the claims; find them by name too in case labels were lost.
-	for _, n := range []string{PVCName(name), BackupPVCName(name)} {
-		if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, n, metav1.GetOptions{}); err == nil {
-			names[n] = true
-		}
-	}
 	sorted := make([]string, 0, len(names))
 	for n := range names {
 		sorted = append(sorted, n)
@@ -105,6 +103,14 @@ func Delete(ctx context.Context, cs kubernetes.Interface, ns, name string, delet
 		if err := r.remove("persistentvolumeclaim", n, cs.CoreV1().PersistentVolumeClaims(ns), deleteData); err != nil {
 			return d, err
 		}
+	}
+	// Objects of the database's names that are not its own were left alone: say so.
+	foreign, err := Foreign(ctx, cs, ns, name, Owned(name))
+	if err != nil {
+		return d, err
+	}
+	for _, f := range foreign {
+		d.Foreign = append(d.Foreign, f.String())
 	}
 	return d, nil
 }

@@ -215,3 +215,28 @@ func InitConfigMapName(name string) string     { return name + "-init" }
 func PodName(name string) string               { return name + "-0" }
 func PVCName(name string) string               { return "data-" + name + "-0" }
 func BackupPVCName(name string) string         { return "backup-" + name + "-0" }
+
+// SpecOf validates a database's inputs (as create takes them) and returns its spec; every problem
+// is named in one *InputError.
+func SpecOf(name, version, storage, plan string) (Spec, error) {
+	var problems []string
+	if err := ValidateName(name); err != nil {
+		problems = append(problems, err.Error())
+	}
+	v, err := ParseVersion(version)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	q, _, err := ParseStorage(storage)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	p, err := ValidatePlan(plan)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return Spec{}, &InputError{Msg: strings.Join(problems, "\n")}
+	}
+	return Spec{Name: name, Version: v, Storage: q, Plan: p}, nil
+}

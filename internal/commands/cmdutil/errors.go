@@ -109,6 +109,26 @@ func KubeError(err error, s Scope) error {
 		return (&Error{Code: ExitConflict, Err: fmt.Errorf("database %s exists with a different spec:\n  %s", ce.Name, strings.Join(ce.Differences, "\n  "))}).
 			WithHint("run create with the values in the cluster to check it, or delete the database first (`stackblaze db delete %s`); changing size, version or plan is not supported by create", ce.Name)
 	}
+	var foreign *database.ForeignObjectError
+	if errors.As(err, &foreign) {
+		return (&Error{Code: ExitConflict, Err: err}).
+			WithHint("nothing was changed; choose another database name, or rename or remove %s if it is yours to remove", foreign.Object)
+	}
+	var nr *database.NotReadyError
+	if errors.As(err, &nr) {
+		return (&Error{Code: ExitTimeout, Err: err}).
+			WithHint("%s\nthe objects are written: run `stackblaze db status %s` to follow it, or create again with a longer --timeout", strings.Join(nr.Why, "\n"), nr.Name)
+	}
+	var lt *database.LoginTimeoutError
+	if errors.As(err, &lt) {
+		return (&Error{Code: ExitTimeout, Err: err}).
+			WithHint("the pod is ready but PostgreSQL did not accept the application's login; see `kubectl logs %s -n %s`", database.PodName(lt.Name), s.Namespace)
+	}
+	var lr *database.LoginRefusedError
+	if errors.As(err, &lr) {
+		return (&Error{Code: ExitError, Err: err}).
+			WithHint("the data directory may predate the Secret %s (it was deleted with its data kept?); `stackblaze db delete %s --delete-data` starts afresh", database.CredentialsSecretName(lr.Name), lr.Name)
+	}
 	var fe *kube.ForbiddenError
 	if errors.As(err, &fe) {
 		msg := err.Error()

@@ -13,14 +13,10 @@ import (
 )
 
 // Tunnel is an open port-forward to a pod.
-type Tunnel interface {
-	Addr() string
-	Port() int
-	Close() error
-}
+type Tunnel = kube.Tunnel
 
 // TunnelOpener opens a port-forward tunnel to a pod's port on 127.0.0.1.
-type TunnelOpener func(ctx context.Context, c *kube.Client, namespace, pod string, port int) (Tunnel, error)
+type TunnelOpener = kube.TunnelOpener
 
 // Factory gives commands their dependencies. Everything that touches the cluster is a lazy func:
 // `version`, `completion` and help never build a client.

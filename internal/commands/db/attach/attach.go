@@ -4,7 +4,6 @@ package attach
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -53,7 +52,7 @@ stackblaze db attach mydb --to statefulset/queue --overwrite`,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := Validate(opts.To, opts.Env, "--to"); err != nil {
+			if err := cmdutil.ValidateWorkload(opts.To, opts.Env, "--to"); err != nil {
 				return err
 			}
 			opts.Workload, _ = database.ParseWorkload(opts.To)
@@ -70,38 +69,6 @@ stackblaze db attach mydb --to statefulset/queue --overwrite`,
 	return cmd
 }
 
-// Validate checks the workload and the variable name (attach and detach; Args checks the
-// database name).
-func Validate(workload, env, flag string) error {
-	if workload == "" {
-		return cmdutil.UsageErrorf("%s is required: the workload, like %s deployment/web", flag, flag)
-	}
-	if _, err := database.ParseWorkload(workload); err != nil {
-		return cmdutil.KubeError(err, cmdutil.Scope{})
-	}
-	if env != "" {
-		if err := database.ValidateEnvName(env); err != nil {
-			return cmdutil.KubeError(err, cmdutil.Scope{})
-		}
-	}
-	return nil
-}
-
-// WorkloadError translates attach's errors.
-func WorkloadError(err error, c *kube.Client, name string) error {
-	var nf *database.WorkloadNotFoundError
-	if errors.As(err, &nf) {
-		return (&cmdutil.Error{Code: cmdutil.ExitNotFound, Err: err}).
-			WithHint("check the name with `kubectl get deployments,statefulsets -n %s`", nf.Namespace)
-	}
-	var ce *database.EnvConflictError
-	if errors.As(err, &ce) {
-		return (&cmdutil.Error{Code: cmdutil.ExitConflict, Err: fmt.Errorf("database %s not attached: %w", name, err)}).
-			WithHint("remove it from the workload first, or pass --overwrite to replace it with the database's Secret")
-	}
-	return cmdutil.KubeError(err, cmdutil.ScopeOf(c, name))
-}
-
 func run(ctx context.Context, o *Options) error {
 	c, err := o.Kube()
 	if err != nil {
@@ -112,7 +79,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	res, err := database.Attach(ctx, c.Clientset, c.Namespace, o.Name, o.Workload, o.Env, o.Overwrite)
 	if err != nil {
-		return WorkloadError(err, c, o.Name)
+		return cmdutil.WorkloadError(err, c, o.Name)
 	}
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)

@@ -5,7 +5,6 @@ package backup
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,84 +45,6 @@ type Options struct {
 	Image string
 }
 
-// Target is a resolved database with a running pod.
-type Target struct {
-	Client *kube.Client
-	Name   string
-	Plan   database.Plan
-	Config bk.Config
-	// Version and Storage are the database's, as create recorded them.
-	Version, Storage string
-	// Repo is where its repository is.
-	Repo database.BackupRepo
-}
-
-// Resolve checks that the database exists and reads its plan.
-func Resolve(ctx context.Context, kc func() (*kube.Client, error), name string) (*Target, error) {
-	c, err := kc()
-	if err != nil {
-		return nil, err
-	}
-	scope := cmdutil.ScopeOf(c, name)
-	sts, err := database.GetDatabase(ctx, c.Clientset, c.Namespace, name)
-	if err != nil {
-		return nil, cmdutil.KubeError(err, scope)
-	}
-	plan, _ := database.LookupPlan(sts.Annotations[database.AnnotationPlan])
-	return &Target{Client: c, Name: name, Plan: plan, Config: database.BackupConfig(name),
-		Version: sts.Annotations[database.AnnotationVersion], Storage: sts.Annotations[database.AnnotationStorage], Repo: database.BackupRepoOf(sts)}, nil
-}
-
-// Run runs a pgbackrest command in the database pod and returns its stdout.
-func (t *Target) Run(ctx context.Context, argv []string) (string, error) {
-	out, err := kube.ExecOutput(ctx, t.Client, t.Client.Namespace, database.PodName(t.Name), argv)
-	if err != nil {
-		return out, cmdutil.KubeError(fmt.Errorf("database %s: %w", t.Name, err), cmdutil.ScopeOf(t.Client, t.Name))
-	}
-	return out, nil
-}
-
-// Info reads the repository, and the server's last archived time for the window.
-func (t *Target) Info(ctx context.Context) (*bk.Repository, time.Time, error) {
-	out, err := t.Run(ctx, t.Config.InPod(bk.InfoCmd()))
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	repo, err := bk.ParseInfo([]byte(out), t.Name)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	var last time.Time
-	if s, err := t.Run(ctx, bk.LastArchived()); err == nil && strings.TrimSpace(s) != "" {
-		last, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
-	}
-	return repo, last, nil
-}
-
-// Take runs a backup of type typ (creating the stanza first when needed) and returns it.
-func (t *Target) Take(ctx context.Context, typ string) (bk.Backup, error) {
-	if _, err := t.Run(ctx, t.Config.InPod(bk.StanzaCreate())); err != nil {
-		return bk.Backup{}, err
-	}
-	before, _, err := t.Info(ctx)
-	if err != nil {
-		return bk.Backup{}, err
-	}
-	if _, err := t.Run(ctx, t.Config.InPod(bk.BackupCmd(typ))); err != nil {
-		return bk.Backup{}, err
-	}
-	after, _, err := t.Info(ctx)
-	if err != nil {
-		return bk.Backup{}, err
-	}
-	for i := len(after.Backups) - 1; i >= 0; i-- {
-		if _, old := before.Find(after.Backups[i].ID); !old {
-			return after.Backups[i], nil
-		}
-	}
-	return bk.Backup{}, fmt.Errorf("database %s: pgbackrest finished but lists no new backup", t.Name)
-}
-
 // CreateResult is what backup create prints.
 type CreateResult struct {
 	Database string    `json:"database"`
@@ -155,8 +76,17 @@ func NewCmdCreate(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command 
 	return cmd
 }
 
+func resolve(ctx context.Context, kc func() (*kube.Client, error), name string) (*database.Backups, error) {
+	c, err := kc()
+	if err != nil {
+		return nil, err
+	}
+	t, err := database.OpenBackups(ctx, c, name)
+	return t, cmdutil.KubeError(err, cmdutil.ScopeOf(c, name))
+}
+
 func runCreate(ctx context.Context, o *Options) error {
-	t, err := Resolve(ctx, o.Kube, o.Name)
+	t, err := resolve(ctx, o.Kube, o.Name)
 	if err != nil {
 		return err
 	}
@@ -166,7 +96,7 @@ func runCreate(ctx context.Context, o *Options) error {
 	b, err := t.Take(ctx, o.Type)
 	prog.Stop()
 	if err != nil {
-		return err
+		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
 	}
 	res := CreateResult{Database: o.Name, Backup: b, Duration: o.Now().Sub(start).Seconds()}
 	prog.Done("Backup %s taken", b.ID)
@@ -174,32 +104,8 @@ func runCreate(ctx context.Context, o *Options) error {
 		return output.JSON(o.IO.Out, res)
 	}
 	fmt.Fprintf(o.IO.Out, "ID:        %s\nType:      %s\nSize:      %s (%s in the repository)\nDuration:  %s\n",
-		b.ID, b.Type, HumanBytes(b.Size), HumanBytes(b.RepoSize), (time.Duration(res.Duration*1000) * time.Millisecond).String())
+		b.ID, b.Type, output.HumanBytes(b.Size), output.HumanBytes(b.RepoSize), (time.Duration(res.Duration*1000) * time.Millisecond).String())
 	return nil
-}
-
-// HumanBytes writes a size in binary units.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// ListResult is what backup list prints: one document.
-type ListResult struct {
-	Database string      `json:"database"`
-	Plan     string      `json:"plan"`
-	PITR     bool        `json:"pitr"`
-	Backups  []bk.Backup `json:"backups"`
-	// Window is the recoverable window of point-in-time recovery (null without PITR or backups).
-	Window *bk.Window `json:"recoverableWindow"`
 }
 
 // NewCmdList builds `db backup list`.
@@ -221,34 +127,21 @@ func NewCmdList(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	}
 }
 
-// List reads a database's backups and window.
-func List(ctx context.Context, t *Target) (*ListResult, *bk.Repository, error) {
-	repo, last, err := t.Info(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	res := &ListResult{Database: t.Name, Plan: t.Plan.Name, PITR: t.Plan.PITR, Backups: repo.Backups}
-	if w, ok := repo.Window(last); ok && t.Plan.PITR {
-		res.Window = &w
-	}
-	return res, repo, nil
-}
-
 func runList(ctx context.Context, o *Options) error {
-	t, err := Resolve(ctx, o.Kube, o.Name)
+	t, err := resolve(ctx, o.Kube, o.Name)
 	if err != nil {
 		return err
 	}
-	res, _, err := List(ctx, t)
+	res, _, err := t.List(ctx)
 	if err != nil {
-		return err
+		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
 	}
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)
 	}
 	rows := make([][]string, 0, len(res.Backups))
 	for _, b := range res.Backups {
-		rows = append(rows, []string{b.ID, b.Type, b.Start.Format(time.RFC3339), b.Stop.Format(time.RFC3339), HumanBytes(b.Size)})
+		rows = append(rows, []string{b.ID, b.Type, b.Start.Format(time.RFC3339), b.Stop.Format(time.RFC3339), output.HumanBytes(b.Size)})
 	}
 	if len(rows) == 0 {
 		fmt.Fprintf(o.IO.ErrOut, "No backups of %s yet: take one with `stackblaze db backup create %s`\n", o.Name, o.Name)
@@ -306,7 +199,7 @@ type ScheduleResult struct {
 }
 
 func runSchedule(ctx context.Context, o *Options) error {
-	t, err := Resolve(ctx, o.Kube, o.Name)
+	t, err := resolve(ctx, o.Kube, o.Name)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/commands/db/run"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -67,7 +66,7 @@ func runConnect(ctx context.Context, o *Options) error {
 		return cmdutil.Errorf(cmdutil.ExitError, "%s is not installed (or not on PATH)", o.PSQL).
 			WithHint("install the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client; macOS: brew install libpq),\nor use `stackblaze db proxy %s` and any client you like", o.Name)
 	}
-	s, err := run.Connect(ctx, run.ConnectOptions{IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, Now: o.Now, Config: o.Config(), Name: o.Name, Timeout: o.Timeout})
+	s, err := cmdutil.Connect(ctx, cmdutil.ConnectOptions{IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, Now: o.Now, Config: o.Config(), Name: o.Name, Timeout: o.Timeout})
 	if err != nil {
 		return err
 	}

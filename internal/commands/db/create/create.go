@@ -186,166 +186,41 @@ func run(ctx context.Context, o *Options) error {
 	return render(o.IO, res)
 }
 
-// Provision does the work of create, with its progress lines, and returns the result without
-// printing it: `db restore --into` creates its new database with it.
+// Provision does the work of create (database.Provision), with its progress lines, and returns
+// the result without printing it.
 func Provision(ctx context.Context, o *Options) (*Result, error) {
 	c, err := o.Kube()
 	if err != nil {
 		return nil, err
 	}
-	spec := o.Spec
-	spec.Namespace = c.Namespace
-	scope := cmdutil.ScopeOf(c, spec.Name)
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
 	if o.StorageNote != "" {
 		prog.Info("%s", o.StorageNote)
 	}
-
-	prog.Start("Checking the namespace %s", spec.Namespace)
-	existing, err := database.GetExisting(ctx, c.Clientset, spec.Namespace, spec.Name)
+	p, err := database.Provision(ctx, c, database.ProvisionOptions{
+		Spec: o.Spec, BackupCron: o.BackupCron, BackupCronSet: o.BackupAtSet, BackupImage: o.BackupImage,
+		NoWait: o.NoWait, Timeout: o.Timeout,
+		OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin, InitBackups: o.InitBackups, Now: o.Now, Progress: prog,
+	})
 	if err != nil {
-		return nil, cmdutil.KubeError(err, scope)
+		prog.Stop()
+		return nil, cmdutil.KubeError(err, cmdutil.ScopeOf(c, o.Spec.Name))
 	}
-	replicas := int32(1)
-	if sts := existing.StatefulSet; sts != nil {
-		if !database.IsManaged(sts.Labels) {
-			return nil, cmdutil.KubeError(&database.ConflictError{Name: spec.Name, Foreign: "statefulset " + sts.Name}, scope)
-		}
-		if d := database.Diff(sts, spec); len(d) > 0 {
-			return nil, cmdutil.KubeError(&database.ConflictError{Name: spec.Name, Differences: d}, scope)
-		}
-		if sts.Spec.Replicas != nil {
-			replicas = *sts.Spec.Replicas
-		}
-	}
-	if err := kube.CheckAccess(ctx, c.Clientset, spec.Namespace, database.CreateAccess); err != nil {
-		return nil, cmdutil.KubeError(err, scope)
-	}
-	creds, err := database.CredentialsFrom(spec.Name, existing)
-	if err != nil {
-		return nil, err
-	}
-
-	prog.Start("Writing the objects of %s", spec.Name)
-	changes, err := database.Apply(ctx, c.Clientset, database.BuildObjects(spec, creds, replicas))
-	if err != nil {
-		return nil, cmdutil.KubeError(err, scope)
-	}
-	sched, err := o.backupSchedule(ctx, c)
-	if err != nil {
-		return nil, cmdutil.KubeError(err, scope)
-	}
-	more, err := database.ApplyBackupSchedule(ctx, c.Clientset, spec.Namespace, spec.Name, sched)
-	changes = append(changes, more...)
-	if err != nil {
-		return nil, cmdutil.KubeError(err, scope)
-	}
+	spec := p.Spec
 	res := &Result{
 		Name: spec.Name, Namespace: spec.Namespace, Version: spec.Version, Plan: spec.Plan.Name,
 		Storage: spec.Storage.String(), Host: spec.Host(), Port: database.Port,
-		Database: creds.Database, User: creds.Username, Secret: database.CredentialsSecretName(spec.Name),
-		Changed: len(changes) > 0, Changes: []string{},
+		Database: p.Credentials.Database, User: p.Credentials.Username, Secret: database.CredentialsSecretName(spec.Name),
+		Changed: len(p.Changes) > 0, Changes: []string{}, Ready: p.Ready, Stopped: p.Stopped,
 	}
-	for _, ch := range changes {
+	for _, ch := range p.Changes {
 		res.Changes = append(res.Changes, ch.String())
 	}
-	switch {
-	case len(changes) == 0:
-		prog.Done("Nothing changed: %s already exists with this spec", spec.Name)
-	case existing.StatefulSet == nil:
-		prog.Done("Created %s: PostgreSQL %d, %s, plan %s (%d objects)", spec.Name, spec.Version, spec.Storage.String(), spec.Plan.Name, len(changes))
-	default:
-		prog.Done("Repaired %s: %s", spec.Name, strings.Join(res.Changes, ", "))
-	}
-
-	if o.NoWait {
-		return res, nil
-	}
-	if replicas == 0 {
-		res.Stopped = true
+	if p.Stopped {
 		prog.Warn("%s is stopped (scaled to 0); start it with `stackblaze db scale %s --replicas 1`", spec.Name, spec.Name)
-		return res, nil
-	}
-
-	wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
-	defer cancel()
-	start := o.Now()
-	prog.Start("Waiting for pod %s to be ready", database.PodName(spec.Name))
-	if _, err := kube.WaitPodReady(wctx, c.Clientset, spec.Namespace, database.PodName(spec.Name)); err != nil {
-		return nil, waitError(ctx, wctx, c, spec, o.Timeout, err, scope)
-	}
-	prog.Done("Pod %s is ready (%s)", database.PodName(spec.Name), o.Now().Sub(start).Round(time.Second))
-
-	prog.Start("Logging in as %s through a port-forward", creds.Username)
-	if err := VerifyLogin(wctx, o.OpenTunnel, o.CheckLogin, c, spec.Name, creds); err != nil {
-		if wctx.Err() != nil && ctx.Err() == nil {
-			return nil, (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s: no login within --timeout %s: %w", spec.Name, o.Timeout, err)}).
-				WithHint("the pod is ready but PostgreSQL did not accept the application's login; see `kubectl logs %s -n %s`", database.PodName(spec.Name), spec.Namespace)
-		}
-		return nil, cmdutil.KubeError(err, scope)
-	}
-	prog.Done("Login as %s works (through a port-forward)", creds.Username)
-	res.Ready = true
-	if o.InitBackups != nil {
-		prog.Start("Preparing the backup repository")
-		if err := o.InitBackups(wctx, c, spec.Name); err != nil {
-			// The database works; the first backup prepares the repository again.
-			prog.Warn("the backup repository is not ready yet (%v); the first backup will prepare it", err)
-		} else {
-			prog.Done("Backups: daily, WAL archived to the backup volume")
-		}
 	}
 	return res, nil
-}
-
-// backupSchedule is the daily backup create writes: --backup-at when given; otherwise the
-// schedule and image the database already has, or the defaults for a new one.
-func (o *Options) backupSchedule(ctx context.Context, c *kube.Client) (database.BackupSchedule, error) {
-	want := database.BackupSchedule{Cron: o.BackupCron, Image: o.BackupImage}
-	if want.Image == "" {
-		want.Image = database.BackupImage("")
-	}
-	if want.Cron == "" {
-		want.Cron, _ = database.ParseAt(database.DefaultBackupAt)
-	}
-	cur, err := database.CurrentBackupSchedule(ctx, c.Clientset, c.Namespace, o.Spec.Name)
-	if err != nil || cur == nil {
-		return want, err
-	}
-	if !o.BackupAtSet {
-		want.Cron = cur.Cron
-	}
-	if cur.Image != "" {
-		want.Image = cur.Image
-	}
-	return want, nil
-}
-
-// VerifyLogin logs in with creds through a fresh port-forward to the database pod.
-func VerifyLogin(ctx context.Context, open cmdutil.TunnelOpener, check func(context.Context, pg.Login) error, c *kube.Client, name string, creds database.Credentials) error {
-	t, err := open(ctx, c, c.Namespace, database.PodName(name), database.Port)
-	if err != nil {
-		return fmt.Errorf("open a port-forward to %s: %w", database.PodName(name), err)
-	}
-	defer t.Close()
-	err = check(ctx, pg.Login{Host: "127.0.0.1", Port: t.Port(), User: creds.Username, Password: creds.Password, Database: creds.Database})
-	if errors.Is(err, pg.ErrAuth) {
-		return (&cmdutil.Error{Code: cmdutil.ExitError, Err: fmt.Errorf("database %s: %w", name, err)}).
-			WithHint("the data directory may predate the Secret %s (it was deleted with its data kept?); `stackblaze db delete %s --delete-data` starts afresh", database.CredentialsSecretName(name), name)
-	}
-	return err
-}
-
-func waitError(ctx, wctx context.Context, c *kube.Client, spec database.Spec, timeout time.Duration, err error, scope cmdutil.Scope) error {
-	if ctx.Err() != nil || wctx.Err() == nil {
-		return cmdutil.KubeError(err, scope)
-	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	why := database.DescribeNotReady(dctx, c.Clientset, spec.Namespace, spec.Name)
-	return (&cmdutil.Error{Code: cmdutil.ExitTimeout, Err: fmt.Errorf("database %s is not ready after %s", spec.Name, timeout)}).
-		WithHint("%s\nthe objects are written: run `stackblaze db status %s` to follow it, or create again with a longer --timeout", strings.Join(why, "\n"), spec.Name)
 }
 
 func render(ios *output.IOStreams, r *Result) error {

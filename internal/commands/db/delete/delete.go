@@ -77,6 +77,9 @@ type Result struct {
 	Namespace string   `json:"namespace"`
 	Deleted   []string `json:"deleted"`
 	Kept      []string `json:"kept"`
+	// Foreign are objects with one of the database's names that stackblaze did not make: left
+	// alone.
+	Foreign []string `json:"foreign"`
 }
 
 func run(ctx context.Context, o *Options) error {
@@ -118,7 +121,10 @@ func run(ctx context.Context, o *Options) error {
 	if len(d.Kept) > 0 {
 		prog.Info("Kept %s; delete them with `stackblaze db delete %s --delete-data`", strings.Join(d.Kept, ", "), o.Name)
 	}
-	res := Result{Name: o.Name, Namespace: c.Namespace, Deleted: nonNil(d.Deleted), Kept: nonNil(d.Kept)}
+	if len(d.Foreign) > 0 {
+		prog.Warn("Left %s alone: not made by stackblaze for %s", strings.Join(d.Foreign, ", "), o.Name)
+	}
+	res := Result{Name: o.Name, Namespace: c.Namespace, Deleted: nonNil(d.Deleted), Kept: nonNil(d.Kept), Foreign: nonNil(d.Foreign)}
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/commands/db/attach"
 	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
@@ -42,7 +41,7 @@ nothing.`),
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name = args[0]
-			if err := attach.Validate(opts.From, opts.Env, "--from"); err != nil {
+			if err := cmdutil.ValidateWorkload(opts.From, opts.Env, "--from"); err != nil {
 				return err
 			}
 			opts.Workload, _ = database.ParseWorkload(opts.From)
@@ -66,7 +65,7 @@ func run(ctx context.Context, o *Options) error {
 	// No check that the database exists: detaching a deleted database must still work.
 	res, err := database.Detach(ctx, c.Clientset, c.Namespace, o.Name, o.Workload, o.Env)
 	if err != nil {
-		return attach.WorkloadError(err, c, o.Name)
+		return cmdutil.WorkloadError(err, c, o.Name)
 	}
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)

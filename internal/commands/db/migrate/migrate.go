@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/commands/db/run"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/pg"
@@ -59,7 +58,7 @@ stackblaze db migrate mydb --no-wait -- npx knex migrate:latest`,
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, command, err := run.SplitArgs(cmd, args)
+			name, command, err := cmdutil.SplitArgs(cmd, args)
 			if err != nil {
 				return err
 			}
@@ -86,7 +85,7 @@ stackblaze db migrate mydb --no-wait -- npx knex migrate:latest`,
 func runMigrate(ctx context.Context, o *Options) error {
 	var lock *cmdutil.Lock
 	defer func() { lock.Release() }()
-	s, err := run.Connect(ctx, run.ConnectOptions{
+	s, err := cmdutil.Connect(ctx, cmdutil.ConnectOptions{
 		IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, Now: o.Now, Config: o.Config(), Name: o.Name, Timeout: o.Timeout,
 		BeforeTunnel: func(ctx context.Context, c *kube.Client, name string, prog *output.Progress) error {
 			l, err := acquire(ctx, c, name, o, prog)
@@ -134,7 +133,7 @@ func acquire(ctx context.Context, c *kube.Client, name string, o *Options, prog 
 	return cmdutil.AcquireLock(ctx, prog, c, name, r)
 }
 
-func readMigrations(ctx context.Context, s *run.Session) (*pg.MigrationState, error) {
+func readMigrations(ctx context.Context, s *cmdutil.Session) (*pg.MigrationState, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := pg.Connect(ctx, s.Login())

@@ -6,17 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	bk "github.com/stackblaze/stackblaze/internal/backup"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
-	"github.com/stackblaze/stackblaze/internal/commands/db/create"
 	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
-	"github.com/stackblaze/stackblaze/internal/pg"
 )
 
 // runInto restores a backup (or a point in time) of src into a new database o.Into, which gets
@@ -25,7 +21,7 @@ import (
 // read the same bucket), and the restore runs in the new database's pod. Anything that fails
 // once the new database is being created deletes it again, so that the same command can simply
 // be retried.
-func runInto(ctx context.Context, o *Options, src *backup.Target, restore []string, res Result, start time.Time) error {
+func runInto(ctx context.Context, o *Options, src *database.Backups, restore []string, res Result, start time.Time) error {
 	c := src.Client
 	scope := cmdutil.ScopeOf(c, o.Into)
 	switch err := database.Exists(ctx, c.Clientset, c.Namespace, o.Into); {
@@ -56,15 +52,12 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 			WithHint("restore --into with the backup_s3_* settings %s was created with", src.Name)
 	}
 
-	co := &create.Options{
-		IO: o.IO, Kube: o.Kube, OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin, Now: o.Now,
-		Name: o.Into, Version: src.Version, Storage: src.Storage, Plan: src.Plan.Name,
-		Timeout: o.Timeout, DNSZone: o.DNSZone, ImageRepository: o.ImageRepository,
-		BackupAt: database.DefaultBackupAt, BackupImage: o.BackupImage, S3: o.S3,
-	}
-	if err := co.Validate(); err != nil {
+	spec, err := database.SpecOf(o.Into, src.Version, src.Storage, src.Plan.Name)
+	if err != nil {
 		return fmt.Errorf("the spec of %s: %w", src.Name, err)
 	}
+	spec.ImageRepository, spec.DNSZone, spec.S3 = o.ImageRepository, o.DNSZone, o.S3
+	cron, _ := database.ParseAt(database.DefaultBackupAt)
 	// From here on, a failure deletes the new database again (src was never touched), so that
 	// the same command can simply be run again.
 	fail := func(err error) error {
@@ -77,8 +70,14 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 		return (&cmdutil.Error{Code: code, Err: fmt.Errorf("restore %s into %s: %w", src.Name, o.Into, err)}).
 			WithHint("%s; retry with the same command", state)
 	}
-	if _, err := create.Provision(ctx, co); err != nil {
-		return fail(err)
+	prog := o.IO.NewProgress(o.Now)
+	_, err = database.Provision(ctx, c, database.ProvisionOptions{
+		Spec: spec, BackupCron: cron, BackupImage: o.BackupImage, Timeout: o.Timeout,
+		OpenTunnel: o.OpenTunnel, CheckLogin: o.CheckLogin, Now: o.Now, Progress: prog,
+	})
+	prog.Stop()
+	if err != nil {
+		return fail(cmdutil.KubeError(err, scope))
 	}
 	if err := restoreInto(ctx, o, src, restore); err != nil {
 		return fail(err)
@@ -94,9 +93,9 @@ func runInto(ctx context.Context, o *Options, src *backup.Target, restore []stri
 }
 
 // restoreInto does the restore itself once the new database runs.
-func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []string) error {
+func restoreInto(ctx context.Context, o *Options, src *database.Backups, restore []string) error {
 	c := src.Client
-	dst := &backup.Target{Client: c, Name: o.Into, Plan: src.Plan, Config: database.BackupConfig(o.Into)}
+	dst := &database.Backups{Client: c, Name: o.Into, Plan: src.Plan, Config: database.BackupConfig(o.Into)}
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
 
@@ -131,7 +130,7 @@ func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []
 	prog.Done("Restored data of %s recovered in %s", src.Name, o.Into)
 
 	prog.Start("Giving %s its own roles and credentials", o.Into)
-	if err := adopt(ctx, c, src.Name, o.Into); err != nil {
+	if _, err := database.ResetCredentials(ctx, c, src.Name, o.Into); err != nil {
 		return err
 	}
 	steps := [][]string{bk.CleanupInPod(), dst.Config.InPod(bk.StanzaCreate())}
@@ -147,7 +146,7 @@ func restoreInto(ctx context.Context, o *Options, src *backup.Target, restore []
 	if err != nil {
 		return err
 	}
-	if err := create.VerifyLogin(ctx, o.OpenTunnel, o.CheckLogin, c, o.Into, creds); err != nil {
+	if err := database.VerifyLogin(ctx, o.OpenTunnel, o.CheckLogin, c, o.Into, creds); err != nil {
 		return err
 	}
 	prog.Done("Login as %s to %s works (through a port-forward)", creds.Username, o.Into)
@@ -181,44 +180,6 @@ func copyStanza(ctx context.Context, c *kube.Client, src, dst string) error {
 		return perr
 	case err != nil:
 		return &kube.ExecError{Command: "tar (writing the backups of " + src + ")", Err: err, Stderr: stderr.String()}
-	}
-	return nil
-}
-
-// adopt renames the source's roles and database in the restored data to the new database's, and
-// sets the new database's passwords (as SCRAM verifiers, through psql's stdin in the pod).
-func adopt(ctx context.Context, c *kube.Client, src, dst string) error {
-	srcCreds, err := database.ReadCredentials(ctx, c.Clientset, c.Namespace, src)
-	if err != nil {
-		return err
-	}
-	creds, err := database.ReadCredentials(ctx, c.Clientset, c.Namespace, dst)
-	if err != nil {
-		return err
-	}
-	super, err := database.ReadSuperuserPassword(ctx, c.Clientset, c.Namespace, dst)
-	if err != nil {
-		return err
-	}
-	a := pg.Adoption{
-		FromOwner: database.RoleName(src), FromAlt: database.AltRoleName(src), FromDatabase: srcCreds.Database,
-		Owner: database.RoleName(dst), Alt: database.AltRoleName(dst), Database: creds.Database,
-		Login: creds.Username, Superuser: "postgres",
-	}
-	if a.LoginVerifier, err = pg.ScramVerifier(creds.Password); err != nil {
-		return err
-	}
-	if a.SuperuserVerifier, err = pg.ScramVerifier(super); err != nil {
-		return err
-	}
-	sql, err := a.SQL()
-	if err != nil {
-		return err
-	}
-	var stderr bytes.Buffer
-	argv := []string{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse", "-d", "postgres", "-f", "-"}
-	if err := kube.Exec(ctx, c, c.Namespace, database.PodName(dst), argv, strings.NewReader(sql), io.Discard, &stderr); err != nil {
-		return &kube.ExecError{Command: "psql (renaming the roles of " + src + ")", Err: err, Stderr: stderr.String()}
 	}
 	return nil
 }

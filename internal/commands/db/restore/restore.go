@@ -12,7 +12,6 @@ import (
 
 	bk "github.com/stackblaze/stackblaze/internal/backup"
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
-	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
 	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
@@ -136,15 +135,20 @@ func (r Result) point() string {
 }
 
 func run(ctx context.Context, o *Options) error {
-	t, err := backup.Resolve(ctx, o.Kube, o.Name)
+	c, err := o.Kube()
 	if err != nil {
 		return err
 	}
+	scope := cmdutil.ScopeOf(c, o.Name)
+	t, err := database.OpenBackups(ctx, c, o.Name)
+	if err != nil {
+		return cmdutil.KubeError(err, scope)
+	}
 	prog := o.IO.NewProgress(o.Now)
 	start := o.Now()
-	list, repo, err := backup.List(ctx, t)
+	list, repo, err := t.List(ctx)
 	if err != nil {
-		return err
+		return cmdutil.KubeError(err, scope)
 	}
 	res := Result{Database: o.Name}
 	var restore []string
@@ -186,7 +190,7 @@ func run(ctx context.Context, o *Options) error {
 	safety, err := t.Take(ctx, bk.TypeFull)
 	prog.Stop()
 	if err != nil {
-		return fmt.Errorf("safety backup before the restore: %w", err)
+		return cmdutil.KubeError(fmt.Errorf("safety backup before the restore: %w", err), scope)
 	}
 	res.SafetyBackup = safety.ID
 	prog.Done("Safety backup %s taken", safety.ID)
@@ -215,7 +219,20 @@ func run(ctx context.Context, o *Options) error {
 			"the original data was put back and the database restarted on it")
 	}
 	_, _ = t.Run(ctx, bk.CleanupInPod())
-	prog.Done("Database %s restored and accepting connections", o.Name)
+	prog.Done("Database %s restored and running", o.Name)
+	// The restored catalog holds the passwords of the time of the backup: the Secrets' passwords
+	// (whatever rotations happened since) are set again, and a login with them is proven.
+	prog.Start("Setting the credentials of the Secret %s on the restored data", database.CredentialsSecretName(o.Name))
+	creds, err := database.ResetCredentials(ctx, c, o.Name, o.Name)
+	if err == nil {
+		err = database.VerifyLogin(ctx, o.OpenTunnel, o.CheckLogin, c, o.Name, creds)
+	}
+	prog.Stop()
+	if err != nil {
+		return retryHint(cmdutil.KubeError(fmt.Errorf("restore %s: the data is restored, but its credentials: %w", o.Name, err), scope), o,
+			"the restored data is running")
+	}
+	prog.Done("Login as %s works on the restored data (through a port-forward)", creds.Username)
 	res.Duration = o.Now().Sub(start).Seconds()
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, res)
@@ -226,7 +243,7 @@ func run(ctx context.Context, o *Options) error {
 
 // restartAndWait restarts the database's pod and waits, up to timeout (0: no limit), until its
 // server has finished recovery.
-func restartAndWait(ctx context.Context, t *backup.Target, timeout time.Duration) error {
+func restartAndWait(ctx context.Context, t *database.Backups, timeout time.Duration) error {
 	wctx, cancel := cmdutil.TimeoutContext(ctx, timeout)
 	defer cancel()
 	if err := database.RestartPod(wctx, t.Client.Clientset, t.Client.Namespace, database.PodName(t.Name)); err != nil {
@@ -248,7 +265,7 @@ func restartAndWait(ctx context.Context, t *backup.Target, timeout time.Duration
 
 // swap runs SwapInPod. In a pod, stopping the server takes the container (and the exec in it)
 // down too, so an error is checked against the pod's state once it answers again.
-func swap(ctx context.Context, t *backup.Target, stamp string) error {
+func swap(ctx context.Context, t *database.Backups, stamp string) error {
 	_, err := t.Run(ctx, bk.SwapInPod(stamp))
 	if err == nil {
 		return nil
@@ -288,7 +305,12 @@ func completeBackupIDs(f *cmdutil.Factory) cobra.CompletionFunc {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 		defer cancel()
-		t, err := backup.Resolve(ctx, f.Kube, args[0])
+		c, err := f.Kube()
+		if err != nil {
+			cobra.CompDebugln("backup IDs: "+err.Error(), false)
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		t, err := database.OpenBackups(ctx, c, args[0])
 		if err != nil {
 			cobra.CompDebugln("backup IDs: "+err.Error(), false)
 			return nil, cobra.ShellCompDirectiveNoFileComp

@@ -33,7 +33,7 @@ func TestConnectTimeout(t *testing.T) {
 		)
 		e := cmdtest.New(t, false, cs, "shop")
 		probe := &cmdtest.WaitProbe{}
-		_, err := Connect(context.Background(), ConnectOptions{
+		_, err := cmdutil.Connect(context.Background(), cmdutil.ConnectOptions{
 			IO: e.F.IO, Kube: e.F.Kube, OpenTunnel: e.F.OpenTunnel, Now: e.F.Now, Name: "mydb", Timeout: tc.timeout,
 			WaitReady: probe.WaitReady,
 		})
