@@ -58,7 +58,16 @@ init() {
   } >>"$tmp/pg_hba.conf"
   echo "listen_addresses = '*'" >>"$tmp/postgresql.conf"
 
-  pg_ctl -D "$tmp" -w -t 60 -o "-c listen_addresses='' -c unix_socket_directories=$socket_dir" start >/dev/null
+  # The first start's server logs as the database will (the log_* settings among the arguments),
+  # so that what the initialisation sends is in the same log; nothing it sends holds a password.
+  local opts="-c listen_addresses='' -c unix_socket_directories=$socket_dir" prev="" a
+  for a in "$@"; do
+    if [ "$prev" = -c ]; then
+      case "$a" in log_*=*) opts+=" -c $(printf '%q' "$a")" ;; esac
+    fi
+    prev=$a
+  done
+  pg_ctl -D "$tmp" -w -t 60 -o "$opts" start >/dev/null
   export PGHOST=$socket_dir PGUSER=$POSTGRES_USER
   if [ "$POSTGRES_DB" != postgres ]; then
     psql -X -v ON_ERROR_STOP=1 --dbname postgres --set db="$POSTGRES_DB" -q <<<'CREATE DATABASE :"db"'
@@ -77,10 +86,10 @@ init() {
 }
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  init
+  init "$@"
 fi
 # A volume whose ownership the kubelet sets for fsGroup on every mount (fsGroupChangePolicy
 # Always) leaves PGDATA group-writable, which PostgreSQL refuses: put its mode back.
 chmod 0700 "$PGDATA"
-unset POSTGRES_PASSWORD APP_PASSWORD
+unset POSTGRES_PASSWORD APP_PASSWORD_VERIFIER
 exec "$@"

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/pg"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -117,6 +118,18 @@ func CredentialsFrom(name string, e *Existing) (Credentials, error) {
 	}
 	if c.SuperuserPassword == "" {
 		if c.SuperuserPassword, err = NewPassword(); err != nil {
+			return c, err
+		}
+	}
+	// Keep the verifier the Secret has while it matches the password (a new salt would change
+	// the Secret on every run); make one when it is missing or stale.
+	if e != nil && e.Superuser != nil {
+		if v := string(e.Superuser.Data[AppVerifierKey]); pg.VerifierMatches(v, c.Password) {
+			c.Verifier = v
+		}
+	}
+	if c.Verifier == "" {
+		if c.Verifier, err = pg.ScramVerifier(c.Password); err != nil {
 			return c, err
 		}
 	}

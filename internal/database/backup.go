@@ -161,7 +161,11 @@ func ServerArgs(s Spec) []string {
 	for _, kv := range ServerSettings {
 		args = append(args, "-c", kv)
 	}
-	return append(args, BackupServerArgs(s)...)
+	args = append(args, BackupServerArgs(s)...)
+	for _, kv := range s.Settings {
+		args = append(args, "-c", kv)
+	}
+	return args
 }
 
 // BackupServerArgs are the archive settings as -c name=value.

@@ -76,7 +76,14 @@ type Credentials struct {
 	Database string
 	// SuperuserPassword is the postgres role's password.
 	SuperuserPassword string
+	// Verifier is Password's SCRAM-SHA-256 verifier: the image's first start gives it to the
+	// application's role, so that the password itself never reaches the server.
+	Verifier string
 }
+
+// AppVerifierKey is the key of the superuser Secret that holds the application password's SCRAM
+// verifier (Credentials.Verifier).
+const AppVerifierKey = "app-verifier"
 
 // PasswordBytes is the number of random bytes in a password: 256 bits, above the 190 DESIGN.md asks.
 const PasswordBytes = 32
@@ -119,21 +126,26 @@ type Objects struct {
 // the data directory is new. The owner role RoleName(name) owns the database; AltRoleName(name) is
 // the second login role that rotate-credentials switches to: a member of the owner whose sessions
 // start as the owner, so that objects created through either login have the same owner. The role
-// the Secret names gets the password, which reaches psql through the environment (\getenv),
-// never through argv, where any user on the node could read it; the role names are plain
-// identifiers ([a-z0-9_]) and safe there.
+// the Secret names gets the password as its SCRAM-SHA-256 verifier (from the superuser Secret),
+// which reaches psql through the environment (\getenv), never through argv, where any user on
+// the node could read it: neither the server, nor its statement log, nor pg_stat_statements ever
+// see the password. The role names are plain identifiers ([a-z0-9_]) and safe there.
 func InitScriptContent(name string) string {
 	return `#!/bin/bash
 # Written by stackblaze: creates the application's login roles and its database on first init.
 set -e
+case "${APP_PASSWORD_VERIFIER:-}" in
+  'SCRAM-SHA-256$'*) ;;
+  *) echo "APP_PASSWORD_VERIFIER is not a SCRAM-SHA-256 verifier: refusing to set a password" >&2; exit 1 ;;
+esac
 psql -v ON_ERROR_STOP=1 -v owner=` + RoleName(name) + ` -v alt=` + AltRoleName(name) + ` --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'EOSQL'
 \getenv app_user APP_USER
-\getenv app_password APP_PASSWORD
+\getenv app_verifier APP_PASSWORD_VERIFIER
 \getenv app_database APP_DATABASE
 CREATE ROLE :"owner" LOGIN;
 CREATE ROLE :"alt" LOGIN IN ROLE :"owner";
 ALTER ROLE :"alt" SET role = :'owner';
-ALTER ROLE :"app_user" PASSWORD :'app_password';
+ALTER ROLE :"app_user" PASSWORD :'app_verifier';
 CREATE DATABASE :"app_database" OWNER :"owner";
 REVOKE ALL ON DATABASE :"app_database" FROM PUBLIC;
 EOSQL
@@ -151,7 +163,7 @@ func BuildObjects(s Spec, c Credentials, replicas int32) Objects {
 	superuser := corev1ac.Secret(SuperuserSecretName(name), ns).
 		WithLabels(labels).
 		WithType(corev1.SecretTypeOpaque).
-		WithData(map[string][]byte{"password": []byte(c.SuperuserPassword)})
+		WithData(map[string][]byte{"password": []byte(c.SuperuserPassword), AppVerifierKey: []byte(c.Verifier)})
 
 	creds := corev1ac.Secret(CredentialsSecretName(name), ns).
 		WithLabels(labels).
@@ -302,7 +314,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 			secretEnv("POSTGRES_PASSWORD", SuperuserSecretName(name), "password"),
 			corev1ac.EnvVar().WithName("POSTGRES_DB").WithValue("postgres"),
 			secretEnv("APP_USER", CredentialsSecretName(name), "username"),
-			secretEnv("APP_PASSWORD", CredentialsSecretName(name), "password"),
+			secretEnv("APP_PASSWORD_VERIFIER", SuperuserSecretName(name), AppVerifierKey),
 			secretEnv("APP_DATABASE", CredentialsSecretName(name), "database"),
 		}, backupEnv(s)...)...).
 		WithResources(corev1ac.ResourceRequirements().

@@ -121,11 +121,14 @@ func TestBuildObjects(t *testing.T) {
 	if env["PGDATA"].Value != "/var/lib/postgresql/data/pgdata" {
 		t.Errorf("PGDATA = %q", env["PGDATA"].Value)
 	}
+	if _, ok := env["APP_PASSWORD"]; ok {
+		t.Error("the container gets the application's password; it must get only its verifier")
+	}
 	for name, ref := range map[string][2]string{
-		"POSTGRES_PASSWORD": {"my-db-superuser", "password"},
-		"APP_PASSWORD":      {"my-db-credentials", "password"},
-		"APP_USER":          {"my-db-credentials", "username"},
-		"APP_DATABASE":      {"my-db-credentials", "database"},
+		"POSTGRES_PASSWORD":     {"my-db-superuser", "password"},
+		"APP_PASSWORD_VERIFIER": {"my-db-superuser", "app-verifier"},
+		"APP_USER":              {"my-db-credentials", "username"},
+		"APP_DATABASE":          {"my-db-credentials", "database"},
 	} {
 		e := env[name]
 		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != ref[0] || e.ValueFrom.SecretKeyRef.Key != ref[1] {
@@ -185,7 +188,7 @@ func TestBuildObjects(t *testing.T) {
 
 	cm := decode[corev1.ConfigMap](t, o.InitConfigMap)
 	script := cm.Data["10-app-role.sh"]
-	if !strings.Contains(script, `\getenv app_password APP_PASSWORD`) || strings.Contains(script, "app-secret") {
+	if !strings.Contains(script, `\getenv app_verifier APP_PASSWORD_VERIFIER`) || strings.Contains(script, "app-secret") {
 		t.Errorf("init script:\n%s", script)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/pg"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -204,8 +205,27 @@ func WriteCredentials(ctx context.Context, cs kubernetes.Interface, ns, name, us
 		if err != nil {
 			return false, fmt.Errorf("update secret %s: %w", s.Name, err)
 		}
-		return true, nil
+		return true, refreshVerifier(ctx, cs, ns, name, password)
 	}
+}
+
+// refreshVerifier keeps the superuser Secret's copy of the application password's verifier in
+// step with the password (a data directory made again from scratch gets the password of the
+// credentials Secret). A merge patch: the Secret's other keys stay as they are.
+func refreshVerifier(ctx context.Context, cs kubernetes.Interface, ns, name, password string) error {
+	v, err := pg.ScramVerifier(password)
+	if err != nil {
+		return err
+	}
+	patch, err := json.Marshal(map[string]any{"data": map[string][]byte{AppVerifierKey: []byte(v)}})
+	if err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Secrets(ns).Patch(ctx, SuperuserSecretName(name), types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: kube.FieldManager}); err != nil {
+		return fmt.Errorf("update secret %s: %w", SuperuserSecretName(name), err)
+	}
+	return nil
 }
 
 // RestartWorkload sets the rotation's pod-template annotation on an attached workload, which

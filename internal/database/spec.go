@@ -161,6 +161,9 @@ type Spec struct {
 	DNSZone string
 	// S3, when set, keeps the backups in a bucket instead of on a backup volume.
 	S3 *S3Settings
+	// Settings are more server settings (name=value), after the product's own (ServerSettings);
+	// the server has them from its first start.
+	Settings []string
 }
 
 // S3Settings say where backups go when they do not stay on the database's backup volume: an

@@ -5,8 +5,10 @@ import (
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"strings"
 )
 
 // ScramIterations is PostgreSQL's default scram_iterations (RFC 7677's minimum).
@@ -61,6 +63,35 @@ func ScramVerifier(password string) (string, error) {
 		return "", err
 	}
 	return k.Verifier(), nil
+}
+
+// VerifierMatches tells whether verifier (as Verifier writes it) is one of password's.
+func VerifierMatches(verifier, password string) bool {
+	var iterations int
+	rest, ok := strings.CutPrefix(verifier, "SCRAM-SHA-256$")
+	if !ok {
+		return false
+	}
+	params, keys, ok := strings.Cut(rest, "$")
+	if !ok {
+		return false
+	}
+	iter, salt64, ok := strings.Cut(params, ":")
+	if !ok {
+		return false
+	}
+	if _, err := fmt.Sscanf(iter, "%d", &iterations); err != nil || iterations < 1 {
+		return false
+	}
+	salt, err := base64.StdEncoding.DecodeString(salt64)
+	if err != nil {
+		return false
+	}
+	k, err := DeriveScramKeys(password, salt, iterations)
+	if err != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(k.Verifier()), []byte(verifier)) == 1 && keys != ""
 }
 
 func hmacSHA256(key, msg []byte) []byte {

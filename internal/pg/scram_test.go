@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -56,5 +57,26 @@ func TestScramVerifierFreshSalt(t *testing.T) {
 	}
 	if bytes.Contains([]byte(a), []byte("secret")) {
 		t.Errorf("verifier contains the password")
+	}
+}
+
+func TestVerifierMatches(t *testing.T) {
+	t.Parallel()
+	v, err := ScramVerifier("right")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !VerifierMatches(v, "right") {
+		t.Errorf("%s does not match its own password", v)
+	}
+	for _, tc := range []struct{ verifier, password string }{
+		{v, "wrong"},
+		{"right", "right"},
+		{"SCRAM-SHA-256$x:AAAA$a:b", "right"},
+		{strings.Replace(v, "4096:", "4095:", 1), "right"},
+	} {
+		if VerifierMatches(tc.verifier, tc.password) {
+			t.Errorf("VerifierMatches(%q, %q) = true", tc.verifier, tc.password)
+		}
 	}
 }
