@@ -38,7 +38,7 @@ func BackupConfig(name string) backup.Config {
 // stanza-create, run in the pod; idempotent), so that WAL is archived from the start rather than
 // from the first backup.
 func InitBackupRepository(ctx context.Context, c *kube.Client, name string) error {
-	_, err := kube.ExecOutput(ctx, c, c.Namespace, PodName(name), BackupConfig(name).InPod(backup.StanzaCreate()))
+	_, err := ExecOutput(ctx, c, name, BackupConfig(name).InPod(backup.StanzaCreate()))
 	return err
 }
 
@@ -54,7 +54,7 @@ type BackupRepo struct {
 func BackupRepoOf(sts *appsv1.StatefulSet) BackupRepo {
 	r := BackupRepo{Type: "posix"}
 	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name != kube.ContainerName {
+		if c.Name != ContainerName {
 			continue
 		}
 		for _, e := range c.Env {

@@ -36,7 +36,7 @@ func OpenBackups(ctx context.Context, c *kube.Client, name string) (*Backups, er
 
 // Run runs a pgbackrest command in the database pod and returns its stdout.
 func (t *Backups) Run(ctx context.Context, argv []string) (string, error) {
-	out, err := kube.ExecOutput(ctx, t.Client, t.Client.Namespace, PodName(t.Name), argv)
+	out, err := ExecOutput(ctx, t.Client, t.Name, argv)
 	if err != nil {
 		return out, fmt.Errorf("database %s: %w", t.Name, err)
 	}

@@ -46,8 +46,8 @@ func ResetCredentials(ctx context.Context, c *kube.Client, src, dst string) (Cre
 	}
 	var stderr bytes.Buffer
 	argv := []string{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse", "-d", "postgres", "-f", "-"}
-	if err := kube.Exec(ctx, c, c.Namespace, PodName(dst), argv, strings.NewReader(sql), io.Discard, &stderr); err != nil {
-		return Credentials{}, &kube.ExecError{Command: "psql (setting the credentials of " + dst + ")", Err: err, Stderr: stderr.String()}
+	if err := Exec(ctx, c, dst, argv, strings.NewReader(sql), io.Discard, &stderr); err != nil {
+		return Credentials{}, &kube.ExecError{Command: "psql (setting the credentials of " + dst + ")", Pod: PodName(dst), Err: err, Stderr: stderr.String()}
 	}
 	return creds, nil
 }

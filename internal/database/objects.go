@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/stackblaze/stackblaze/internal/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -301,7 +300,7 @@ func podTemplate(s Spec) *corev1ac.PodTemplateSpecApplyConfiguration {
 	}
 
 	container := corev1ac.Container().
-		WithName(kube.ContainerName).
+		WithName(ContainerName).
 		WithImage(s.Image()).
 		WithImagePullPolicy(corev1.PullIfNotPresent).
 		// The image's entrypoint passes "-c name=value" on to postgres: the server's settings and

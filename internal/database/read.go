@@ -154,7 +154,7 @@ func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone stri
 		VolumeClaim: PVCName(name),
 	}
 	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name == kube.ContainerName {
+		if c.Name == ContainerName {
 			st.Image = c.Image
 		}
 	}

@@ -36,7 +36,7 @@ type ForbiddenError struct {
 }
 
 func (e *ForbiddenError) Error() string {
-	return fmt.Sprintf("you are not allowed to %s in namespace %s", e.Access, e.Namespace)
+	return fmt.Sprintf("forbidden: %s in namespace %s", e.Access, e.Namespace)
 }
 
 // CheckAccess asks the API server (SelfSubjectAccessReview, which every authenticated user may

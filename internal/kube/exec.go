@@ -12,12 +12,11 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 )
 
-// ContainerName is the database container's name.
-const ContainerName = "postgres"
-
-// ExecError is a command that ran in the pod and failed.
+// ExecError is a command that ran in a pod and failed.
 type ExecError struct {
+	// Command names the command (argv[0], or what the caller calls it).
 	Command string
+	Pod     string
 	Err     error
 	Stderr  string
 }
@@ -28,18 +27,18 @@ func (e *ExecError) Error() string {
 		msg = msg[i+1:]
 	}
 	if msg == "" {
-		return fmt.Sprintf("%s in the database pod: %v", e.Command, e.Err)
+		return fmt.Sprintf("%s in pod %s: %v", e.Command, e.Pod, e.Err)
 	}
-	return fmt.Sprintf("%s in the database pod: %v: %s", e.Command, e.Err, msg)
+	return fmt.Sprintf("%s in pod %s: %v: %s", e.Command, e.Pod, e.Err, msg)
 }
 func (e *ExecError) Unwrap() error { return e.Err }
 
-// Exec runs argv in the database container of pod through the pods/exec subresource, as kubectl
-// exec does: WebSocket first, SPDY when the server does not speak it. stdin may be nil.
-func Exec(ctx context.Context, c *Client, ns, pod string, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// Exec runs argv in a container of pod through the pods/exec subresource, as kubectl exec does:
+// WebSocket first, SPDY when the server does not speak it. stdin may be nil.
+func Exec(ctx context.Context, c *Client, ns, pod, container string, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	req := c.Clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{
-			Container: ContainerName,
+			Container: container,
 			Command:   argv,
 			Stdin:     stdin != nil,
 			Stdout:    stdout != nil,
@@ -60,25 +59,12 @@ func Exec(ctx context.Context, c *Client, ns, pod string, argv []string, stdin i
 	return exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
 }
 
-// ExecOutput runs argv in the database pod and returns its stdout; a failure carries stderr.
-func ExecOutput(ctx context.Context, c *Client, ns, pod string, argv []string) (string, error) {
+// ExecOutput runs argv in a container of pod and returns its stdout; a failure is an *ExecError
+// that carries stderr.
+func ExecOutput(ctx context.Context, c *Client, ns, pod, container string, argv []string) (string, error) {
 	var out, errb bytes.Buffer
-	if err := Exec(ctx, c, ns, pod, argv, nil, &out, &errb); err != nil {
-		name := argv[0]
-		if name == "sh" && len(argv) > 2 {
-			name = lastWord(argv[2])
-		}
-		return out.String(), &ExecError{Command: name, Err: err, Stderr: errb.String()}
+	if err := Exec(ctx, c, ns, pod, container, argv, nil, &out, &errb); err != nil {
+		return out.String(), &ExecError{Command: argv[0], Pod: pod, Err: err, Stderr: errb.String()}
 	}
 	return out.String(), nil
-}
-
-func lastWord(script string) string {
-	f := strings.Fields(script)
-	for i := len(f) - 1; i >= 0; i-- {
-		if f[i] == "pgbackrest" && i+1 < len(f) {
-			return "pgbackrest " + f[i+1]
-		}
-	}
-	return "sh"
 }

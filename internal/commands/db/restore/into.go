@@ -162,9 +162,9 @@ func copyStanza(ctx context.Context, c *kube.Client, src, dst string) error {
 	packErr := make(chan error, 1)
 	go func() {
 		var stderr bytes.Buffer
-		err := kube.Exec(ctx, c, c.Namespace, database.PodName(src), bk.PackStanzaInPod(src), nil, pw, &stderr)
+		err := database.Exec(ctx, c, src, bk.PackStanzaInPod(src), nil, pw, &stderr)
 		if err != nil {
-			err = &kube.ExecError{Command: "tar (reading the backups of " + src + ")", Err: err, Stderr: stderr.String()}
+			err = &kube.ExecError{Command: "tar (reading the backups of " + src + ")", Pod: database.PodName(src), Err: err, Stderr: stderr.String()}
 			// The receiving side may wait for more input that never comes: stop it.
 			cancel()
 		}
@@ -172,14 +172,14 @@ func copyStanza(ctx context.Context, c *kube.Client, src, dst string) error {
 		packErr <- err
 	}()
 	var stderr bytes.Buffer
-	err := kube.Exec(ctx, c, c.Namespace, database.PodName(dst), bk.UnpackStanzaInPod(src), pr, io.Discard, &stderr)
+	err := database.Exec(ctx, c, dst, bk.UnpackStanzaInPod(src), pr, io.Discard, &stderr)
 	_ = pr.Close()
 	perr := <-packErr
 	switch {
 	case perr != nil && (err == nil || ctx.Err() != nil):
 		return perr
 	case err != nil:
-		return &kube.ExecError{Command: "tar (writing the backups of " + src + ")", Err: err, Stderr: stderr.String()}
+		return &kube.ExecError{Command: "tar (writing the backups of " + src + ")", Pod: database.PodName(dst), Err: err, Stderr: stderr.String()}
 	}
 	return nil
 }

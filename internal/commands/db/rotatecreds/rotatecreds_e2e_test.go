@@ -424,7 +424,7 @@ func serverLog(t *testing.T, env *testbed.Env, ns, pod string) string {
 	ctx := testbed.Context(t, 30*time.Second)
 	var b strings.Builder
 	for _, previous := range []bool{true, false} {
-		data, err := env.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: kube.ContainerName, Previous: previous}).DoRaw(ctx)
+		data, err := env.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: database.ContainerName, Previous: previous}).DoRaw(ctx)
 		if err != nil {
 			if previous {
 				continue // no restart: there is no previous container
