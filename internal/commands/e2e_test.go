@@ -50,8 +50,8 @@ func cli(t *testing.T, kubeconfig, ns string, args ...string) result {
 	return cliIn(t, t.TempDir(), nil, kubeconfig, ns, args...)
 }
 
-// cliIn is cli run in the project directory dir (where .stackblaze.yaml is read); with a non-nil
-// kube, the Factory uses that client.
+// cliIn is cli run in the project directory dir (where .stackblaze.yaml is read), with
+// dir/config.yaml as the user's own config file; with a non-nil kube, the Factory uses that client.
 func cliIn(t *testing.T, dir string, c *kube.Client, kubeconfig, ns string, args ...string) result {
 	t.Helper()
 	env := testbed.Require(t)
@@ -64,7 +64,7 @@ func cliIn(t *testing.T, dir string, c *kube.Client, kubeconfig, ns string, args
 	if c != nil {
 		f.Kube = func() (*kube.Client, error) { return c, nil }
 	}
-	f.ConfigSources = cmdutil.ConfigSources{UserFile: filepath.Join(dir, "none.yaml"), Dir: dir, Getenv: func(string) string { return "" }}
+	f.ConfigSources = cmdutil.ConfigSources{UserFile: filepath.Join(dir, "config.yaml"), Dir: dir, Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	all := append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...)
@@ -708,14 +708,15 @@ func TestE2EErrors(t *testing.T) {
 }
 
 // A pod that is Ready but serves no PostgreSQL: create must not report success; it times out with
-// exit 7 and says why. The image repository comes from the project's .stackblaze.yaml; the test
-// bed runs PostgreSQL only for images whose name contains "postgres" (KWOK marks the others Ready).
+// exit 7 and says why. The image repository comes from the user's config file (a project's
+// .stackblaze.yaml may not choose it); the test bed runs PostgreSQL only for images whose name
+// contains "postgres" (KWOK marks the others Ready).
 func TestE2ECreateWaitsForLogin(t *testing.T) {
 	t.Parallel()
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, ".stackblaze.yaml"), []byte("image_repository: example.invalid/not-a-database\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("image_repository: example.invalid/not-a-database\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := cliIn(t, dir, nil, "", ns, "db", "create", "stuck", "--timeout", "15s")
@@ -728,7 +729,7 @@ func TestE2ECreateWaitsForLogin(t *testing.T) {
 	}
 	sts, err := env.Client.AppsV1().StatefulSets(ns).Get(context.Background(), "stuck", metav1.GetOptions{})
 	if err != nil || sts.Spec.Template.Spec.Containers[0].Image != "example.invalid/not-a-database:17" {
-		t.Errorf("image from .stackblaze.yaml not used: %v", err)
+		t.Errorf("image from the user's config file not used: %v", err)
 	}
 }
 

@@ -74,7 +74,11 @@ create them, list them, look at them, stop and start them, delete them.
 
 It talks to the cluster like kubectl does: --kubeconfig, --context and -n/--namespace.
 Settings come from flags, then STACKBLAZE_* environment variables, then the project's
-.stackblaze.yaml, then $XDG_CONFIG_HOME/stackblaze/config.yaml.`),
+.stackblaze.yaml, then your own $XDG_CONFIG_HOME/stackblaze/config.yaml.
+
+A project's .stackblaze.yaml comes with the repository, so it may set only ` + strings.Join(cmdutil.ProjectKeys(), ", ") + `.
+The cluster (kubeconfig, context), the image, the DNS zone, backups in S3 and yes come only
+from your own settings; a .stackblaze.yaml that sets them is refused (exit 2).`),
 		Example: strings.TrimSpace(`
 stackblaze db create mydb --version 17 --storage 10Gi --plan standard
 stackblaze db list -o json

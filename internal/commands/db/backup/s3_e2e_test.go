@@ -78,8 +78,8 @@ func fakeS3(t *testing.T, host string) (endpoint string, caPEM []byte, backend *
 	return strings.TrimPrefix(srv.URL, "https://"), caPEM, backend
 }
 
-// TestE2EBackupsInS3 keeps backups in an S3-compatible bucket (the backup_s3_* settings, from a
-// project config file): create writes no backup volume, WAL and backups go to the bucket, and
+// TestE2EBackupsInS3 keeps backups in an S3-compatible bucket (the backup_s3_* settings, from the
+// user's config file): create writes no backup volume, WAL and backups go to the bucket, and
 // restore --into reads the source's backups from there without copying anything.
 func TestE2EBackupsInS3(t *testing.T) {
 	env := testbed.Require(t)
@@ -102,7 +102,21 @@ func TestE2EBackupsInS3(t *testing.T) {
 	run := func(args ...string) testbed.Result {
 		t.Helper()
 		cmd := env.Command(t, ns, args...)
-		if err := os.WriteFile(filepath.Join(cmd.Dir, ".stackblaze.yaml"), []byte(config), 0o644); err != nil {
+		// The user's own config file: a project's .stackblaze.yaml may not say where backups go.
+		xdg := ""
+		for _, kv := range cmd.Env {
+			if v, ok := strings.CutPrefix(kv, "XDG_CONFIG_HOME="); ok {
+				xdg = v
+			}
+		}
+		if xdg == "" {
+			t.Fatal("the command has no XDG_CONFIG_HOME")
+		}
+		userFile := filepath.Join(xdg, "stackblaze", "config.yaml")
+		if err := os.MkdirAll(filepath.Dir(userFile), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(userFile, []byte(config), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		var stdout, stderr bytes.Buffer

@@ -16,9 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,7 +28,7 @@ import (
 	"github.com/stackblaze/stackblaze/internal/pg"
 )
 
-// Steps after which the test-only crash hook can kill the process, in order.
+// Steps of a rotation, in order: the points after which Options.AfterStep is called.
 const (
 	StepRecorded      = "recorded"
 	StepRolesReady    = "roles-ready"
@@ -45,10 +43,10 @@ const (
 // Steps lists them in order.
 var Steps = []string{StepRecorded, StepRolesReady, StepPasswordSet, StepVerified, StepSecretUpdated, StepRestarted, StepRolledOut, StepRetired}
 
-// CrashEnv is a TEST-ONLY hook: when it names a step, the process kills itself with SIGKILL right
-// after that step, exactly like a `kill -9` at that moment. The end-to-end tests use it to prove
-// that a second run repairs every intermediate state. It has no other use.
-const CrashEnv = "STACKBLAZE_TEST_CRASH_AFTER"
+// afterStep is what the commands built by NewCmdRotateCredentials call after each step. Nothing in
+// the product sets it: only this package's tests do (export_test.go), to kill a real process at a
+// step and prove that a second run repairs what it left.
+var afterStep func(step string)
 
 // Options are the inputs of rotate-credentials.
 type Options struct {
@@ -66,13 +64,14 @@ type Options struct {
 	LockTimeout   time.Duration
 	LeaseDuration time.Duration
 
-	// AfterStep is called after each step (the crash hook).
+	// AfterStep, when set, is called after each step. Tests use it to stop a rotation at a step;
+	// the command sets it only from afterStep, which the product never sets.
 	AfterStep func(step string)
 }
 
 // NewCmdRotateCredentials builds the command.
 func NewCmdRotateCredentials(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Kube: f.Kube, OpenTunnel: f.OpenTunnel, Now: f.Now}
+	opts := &Options{IO: f.IO, Kube: f.Kube, OpenTunnel: f.OpenTunnel, Now: f.Now, AfterStep: afterStep}
 	cmd := &cobra.Command{
 		Use:   "rotate-credentials NAME",
 		Short: "Give the application a new database password and restart the attached workloads",
@@ -116,14 +115,6 @@ stackblaze db rotate-credentials mydb --yes -o json --show-password`,
 			}
 			if err := confirmation(opts.Name).Refuse(opts.IO, opts.Yes); err != nil {
 				return err
-			}
-			if step := os.Getenv(CrashEnv); step != "" {
-				opts.AfterStep = func(s string) {
-					if s == step {
-						_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-						select {} // the signal arrives
-					}
-				}
 			}
 			if runF != nil {
 				return runF(opts)

@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,9 +23,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/stackblaze/stackblaze/internal/commands"
 	"github.com/stackblaze/stackblaze/internal/commands/db/rotatecreds"
 	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
+	"github.com/stackblaze/stackblaze/internal/output"
 	"github.com/stackblaze/stackblaze/internal/testbed"
 	"github.com/stackblaze/stackblaze/internal/tunnel"
 )
@@ -250,14 +255,54 @@ func TestE2ERotateCredentials(t *testing.T) {
 	})
 }
 
-// runWith runs the binary with extra environment variables.
-func runWith(t *testing.T, env *testbed.Env, ns string, extra []string, args ...string) testbed.Result {
+// killAfterEnv makes the test binary, run by runKilledAfter, be the stackblaze command line whose
+// rotations kill their own process with SIGKILL right after the step it names.
+const killAfterEnv = "TEST_HELPER_ROTATECREDS_KILL_AFTER"
+
+// TestHelperKilledAfterStep is not a test: run by runKilledAfter, it is the stackblaze command line
+// (what cmd/stackblaze runs) with the arguments after "--", and a rotation that dies after the step
+// named in killAfterEnv exactly as from a `kill -9` at that moment.
+func TestHelperKilledAfterStep(t *testing.T) {
+	step := os.Getenv(killAfterEnv)
+	if step == "" {
+		t.Skip("the command line for runKilledAfter")
+	}
+	rotatecreds.SetAfterStep(func(s string) {
+		if s == step {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal arrives
+		}
+	})
+	args := os.Args
+	for i, a := range args {
+		if a == "--" {
+			args = args[i+1:]
+			break
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := commands.Main(ctx, output.System(), args)
+	stop()
+	os.Exit(code)
+}
+
+// runKilledAfter runs the command line as the binary would be run against the test bed (same
+// flags, environment and directory), in a process of its own, this test binary, whose rotation
+// kills it after step.
+func runKilledAfter(t *testing.T, env *testbed.Env, ns, step string, args ...string) testbed.Result {
 	t.Helper()
-	cmd := env.Command(t, ns, args...)
-	cmd.Env = append(cmd.Env, extra...)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	like := env.Command(t, ns, args...)
+	ctx := testbed.Context(t, 10*time.Minute)
+	cmd := exec.CommandContext(ctx, self, append([]string{"-test.run=^TestHelperKilledAfterStep$", "--"}, like.Args[1:]...)...)
+	cmd.Env = append(like.Env, killAfterEnv+"="+step)
+	cmd.Dir = like.Dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	res := testbed.Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -276,8 +321,7 @@ func TestE2ERotateCredentialsKilledAtEachStep(t *testing.T) {
 	for _, step := range rotatecreds.Steps {
 		t.Run(step, func(t *testing.T) {
 			old := readSecret(t, env, ns, "crash")
-			r := runWith(t, env, ns, []string{rotatecreds.CrashEnv + "=" + step},
-				"db", "rotate-credentials", "crash", "--yes", "--lease-duration", "3s")
+			r := runKilledAfter(t, env, ns, step, "db", "rotate-credentials", "crash", "--yes", "--lease-duration", "3s")
 			if r.Code != -1 { // killed by SIGKILL
 				t.Fatalf("the crash hook did not kill the run after %s: exit %d\n%s", step, r.Code, r.Stderr)
 			}
