@@ -67,7 +67,8 @@ init() {
     fi
     prev=$a
   done
-  pg_ctl -D "$tmp" -w -t 60 -o "$opts" start >/dev/null
+  # The server logs to standard error, like the database it becomes; pg_ctl says nothing (-s).
+  pg_ctl -s -D "$tmp" -w -t 60 -o "$opts" start >&2
   export PGHOST=$socket_dir PGUSER=$POSTGRES_USER
   if [ "$POSTGRES_DB" != postgres ]; then
     psql -X -v ON_ERROR_STOP=1 --dbname postgres --set db="$POSTGRES_DB" -q <<<'CREATE DATABASE :"db"'
@@ -80,7 +81,7 @@ init() {
       *) ;;
     esac
   done
-  pg_ctl -D "$tmp" -m fast -w -t 60 stop >/dev/null
+  pg_ctl -s -D "$tmp" -m fast -w -t 60 stop
   mv "$tmp" "$PGDATA"
   log "initialised"
 }

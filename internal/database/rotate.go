@@ -247,6 +247,36 @@ func RestartWorkload(ctx context.Context, cs kubernetes.Interface, ns string, w 
 	return true, nil
 }
 
+// deploymentDone tells whether a Deployment's rollout is done; one the Deployment controller gave
+// up on (its progressDeadlineSeconds passed) is a *RolloutStalledError, as in kubectl rollout
+// status (DeploymentStatusViewer): it will not finish by waiting. kubectl's helper package would
+// bring cli-runtime and 87 more packages into the binary for this one condition.
+func deploymentDone(w WorkloadRef, d *appsv1.Deployment) (bool, error) {
+	if d.Generation <= d.Status.ObservedGeneration {
+		for _, c := range d.Status.Conditions {
+			if c.Type == appsv1.DeploymentProgressing && c.Reason == progressDeadlineExceeded {
+				return false, &RolloutStalledError{Workload: w, Message: c.Message}
+			}
+		}
+	}
+	return DeploymentRolledOut(d), nil
+}
+
+// progressDeadlineExceeded is the reason of a Deployment's Progressing condition once its rollout
+// stopped making progress (the Deployment controller's TimedOutReason).
+const progressDeadlineExceeded = "ProgressDeadlineExceeded"
+
+// RolloutStalledError says that a workload's rollout stopped making progress: the Deployment
+// controller marked it ProgressDeadlineExceeded.
+type RolloutStalledError struct {
+	Workload WorkloadRef
+	Message  string
+}
+
+func (e *RolloutStalledError) Error() string {
+	return fmt.Sprintf("the rollout of %s exceeded its progress deadline: %s", e.Workload, e.Message)
+}
+
 // DeploymentRolledOut is kubectl rollout status's test: the controller saw the latest spec, every
 // replica runs it and is available, and no old pod is left.
 func DeploymentRolledOut(d *appsv1.Deployment) bool {
@@ -289,17 +319,26 @@ func WaitRollout(ctx context.Context, cs kubernetes.Interface, ns string, w Work
 	var (
 		lw   *cache.ListWatch
 		obj  runtime.Object
-		done func(runtime.Object) bool
+		done func(runtime.Object) (bool, error)
 	)
 	switch w.Kind {
 	case KindDeployment:
 		lw = kube.ListWatchByName(w.Name, cs.AppsV1().Deployments(ns).List, cs.AppsV1().Deployments(ns).Watch)
 		obj = &appsv1.Deployment{}
-		done = func(o runtime.Object) bool { d, ok := o.(*appsv1.Deployment); return ok && DeploymentRolledOut(d) }
+		done = func(o runtime.Object) (bool, error) {
+			d, ok := o.(*appsv1.Deployment)
+			if !ok {
+				return false, nil
+			}
+			return deploymentDone(w, d)
+		}
 	case KindStatefulSet:
 		lw = kube.ListWatchByName(w.Name, cs.AppsV1().StatefulSets(ns).List, cs.AppsV1().StatefulSets(ns).Watch)
 		obj = &appsv1.StatefulSet{}
-		done = func(o runtime.Object) bool { s, ok := o.(*appsv1.StatefulSet); return ok && StatefulSetRolledOut(s) }
+		done = func(o runtime.Object) (bool, error) {
+			s, ok := o.(*appsv1.StatefulSet)
+			return ok && StatefulSetRolledOut(s), nil
+		}
 	default:
 		return fmt.Errorf("unsupported workload kind %q", w.Kind)
 	}
@@ -307,7 +346,7 @@ func WaitRollout(ctx context.Context, cs kubernetes.Interface, ns string, w Work
 		if ev.Type == watch.Deleted {
 			return true, nil // gone: nothing left that holds the old credentials
 		}
-		return done(ev.Object), nil
+		return done(ev.Object)
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -67,7 +67,7 @@ func TestConfirm(t *testing.T) {
 func TestAge(t *testing.T) {
 	t.Parallel()
 	for d, want := range map[time.Duration]string{
-		5 * time.Second: "5s", 90 * time.Second: "1m30s", 25 * time.Minute: "25m", 3*time.Hour + 5*time.Minute: "3h5m",
+		5 * time.Second: "5s", 90 * time.Second: "90s", 150 * time.Second: "2m30s", 25 * time.Minute: "25m", 3*time.Hour + 5*time.Minute: "3h5m",
 		20 * time.Hour: "20h", 72 * time.Hour: "3d",
 	} {
 		if got := Age(d); got != want {

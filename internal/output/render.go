@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/duration"
 )
 
 // JSON writes v as one indented JSON document. A nil slice must be passed as an empty one by the
@@ -28,31 +30,11 @@ func Table(w io.Writer, header []string, rows [][]string) error {
 	return tw.Flush()
 }
 
-// Age formats a duration the way kubectl does: 42s, 5m10s, 3h4m, 12d.
+// Age formats an age the way kubectl's AGE column does (apimachinery's HumanDuration): 42s, 90s,
+// 5m10s, 3h4m, 12d.
 func Age(d time.Duration) string {
 	if d < 0 {
 		d = 0
 	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < 10*time.Minute:
-		s := int(d.Seconds()) % 60
-		if s == 0 {
-			return fmt.Sprintf("%dm", int(d.Minutes()))
-		}
-		return fmt.Sprintf("%dm%ds", int(d.Minutes()), s)
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 8*time.Hour:
-		m := int(d.Minutes()) % 60
-		if m == 0 {
-			return fmt.Sprintf("%dh", int(d.Hours()))
-		}
-		return fmt.Sprintf("%dh%dm", int(d.Hours()), m)
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	default:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	}
+	return duration.HumanDuration(d)
 }

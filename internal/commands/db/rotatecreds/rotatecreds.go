@@ -338,6 +338,11 @@ func run(ctx context.Context, o *Options) error {
 				return cmdutil.Errorf(cmdutil.ExitTimeout, "the rollout of %s did not finish within %s; the old login %s stays valid", w, o.Timeout, rot.From).
 					WithHint("check it with `kubectl rollout status %s -n %s`, then run rotate-credentials again to finish", w, ns)
 			}
+			var stalled *database.RolloutStalledError
+			if errors.As(err, &stalled) {
+				return cmdutil.Errorf(cmdutil.ExitError, "%v; the old login %s stays valid", err, rot.From).
+					WithHint("fix the rollout (`kubectl rollout status %s -n %s`, `kubectl describe %s -n %s`), then run rotate-credentials again to finish", w, ns, w, ns)
+			}
 			return kerr(err)
 		}
 		prog.Done("%s rolled out", w)
