@@ -131,7 +131,8 @@ func KubeError(err error, s Scope) error {
 	}
 	var fe *kube.ForbiddenError
 	if errors.As(err, &fe) {
-		msg := err.Error()
+		// The permission alone: what the request was part of only repeats the database.
+		msg := fe.Error()
 		if s.Database != "" {
 			msg = fmt.Sprintf("database %s: %s", s.Database, msg)
 		}
