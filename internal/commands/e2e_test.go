@@ -23,7 +23,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -573,28 +572,6 @@ func TestE2EScaleKeepsData(t *testing.T) {
 	}
 }
 
-// roleFromDocs reads the Role from docs/rbac.md.
-func roleFromDocs(t *testing.T) *rbacv1.Role {
-	t.Helper()
-	env := testbed.Require(t)
-	b, err := os.ReadFile(filepath.Join(env.Root, "docs", "rbac.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(b)
-	if m == nil {
-		t.Fatal("docs/rbac.md has no yaml block")
-	}
-	var role rbacv1.Role
-	if err := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(m[1]), 4096).Decode(&role); err != nil {
-		t.Fatalf("the Role in docs/rbac.md: %v", err)
-	}
-	if role.Kind != "Role" || len(role.Rules) == 0 {
-		t.Fatalf("docs/rbac.md's yaml block is not a Role: %+v", role)
-	}
-	return &role
-}
-
 // serviceAccountKubeconfig binds role to a new ServiceAccount and returns a kubeconfig with a token for it.
 func serviceAccountKubeconfig(t *testing.T, ns, name string, role *rbacv1.Role) string {
 	t.Helper()
@@ -637,60 +614,6 @@ func serviceAccountKubeconfig(t *testing.T, ns, name string, role *rbacv1.Role) 
 		t.Fatal(err)
 	}
 	return path
-}
-
-func TestE2ERBAC(t *testing.T) {
-	t.Parallel()
-	env := testbed.Require(t)
-	ns := env.Namespace(t, nil)
-	role := roleFromDocs(t)
-
-	kc := serviceAccountKubeconfig(t, ns, "deployer", role)
-	// the account is really limited: it cannot list namespaces nor touch another namespace
-	mustOK(t, cli(t, kc, ns, "db", "create", "rbacdb", "--timeout", "4m"))
-	r := cli(t, kc, ns, "db", "list", "-o", "json")
-	mustOK(t, r)
-	if !strings.Contains(r.stdout, `"rbacdb"`) {
-		t.Errorf("list as the ServiceAccount: %s", r.stdout)
-	}
-	mustOK(t, cli(t, kc, ns, "db", "status", "rbacdb"))
-	mustOK(t, cli(t, kc, ns, "db", "scale", "rbacdb", "--replicas", "0"))
-	mustOK(t, cli(t, kc, ns, "db", "scale", "rbacdb", "--replicas", "1"))
-	mustOK(t, cli(t, kc, ns, "db", "delete", "rbacdb", "--yes", "--delete-data"))
-	r = cli(t, kc, "default", "db", "list")
-	if r.code != cmdutil.ExitForbidden || !strings.Contains(r.stderr, "you are not allowed to list statefulsets.apps in namespace default") {
-		t.Errorf("list in another namespace: exit %d %s", r.code, r.stderr)
-	}
-
-	limited := role.DeepCopy()
-	for i, rule := range limited.Rules {
-		for _, res := range rule.Resources {
-			if res == "statefulsets" {
-				var verbs []string
-				for _, v := range rule.Verbs {
-					if v != "create" {
-						verbs = append(verbs, v)
-					}
-				}
-				limited.Rules[i].Verbs = verbs
-			}
-		}
-	}
-	kc2 := serviceAccountKubeconfig(t, ns, "no-create", limited)
-	r = cli(t, kc2, ns, "db", "create", "nope")
-	if r.code != cmdutil.ExitForbidden {
-		t.Errorf("create without create on statefulsets: exit %d, want 4", r.code)
-	}
-	if !strings.Contains(r.stderr, "database nope: you are not allowed to create statefulsets.apps in namespace "+ns) {
-		t.Errorf("forbidden message:\n%s", r.stderr)
-	}
-	if got := namespaceContents(t, ns); len(got) != 0 {
-		for _, g := range got {
-			if strings.Contains(g, "nope") {
-				t.Errorf("the refused create left %s", g)
-			}
-		}
-	}
 }
 
 func TestE2EErrors(t *testing.T) {

@@ -192,13 +192,15 @@ func ParseAt(at string) (string, error) {
 }
 
 // BackupRoleRules are all that `stackblaze db backup create NAME` needs, and all the
-// scheduled job's ServiceAccount may do: read its database's StatefulSet and pod, and exec into
-// that pod (get for the WebSocket upgrade, create for SPDY).
+// scheduled job's ServiceAccount may do: read its database's StatefulSet (which says the
+// database exists, its plan and its repository), and exec into its pod (create on pods/exec:
+// kube.Exec tries a WebSocket first, which clusters since 1.35 authorize as create, and on any
+// refusal falls back to SPDY, which every cluster authorizes as create; older clusters authorize
+// the WebSocket as get, refuse it here, and the SPDY fallback works). It never reads the pod.
 func BackupRoleRules(name string) []*rbacv1ac.PolicyRuleApplyConfiguration {
 	return []*rbacv1ac.PolicyRuleApplyConfiguration{
 		rbacv1ac.PolicyRule().WithAPIGroups("apps").WithResources("statefulsets").WithVerbs("get").WithResourceNames(name),
-		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods").WithVerbs("get").WithResourceNames(PodName(name)),
-		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods/exec").WithVerbs("get", "create").WithResourceNames(PodName(name)),
+		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods/exec").WithVerbs("create").WithResourceNames(PodName(name)),
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	typedclientcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // Deleted says what Delete removed and what it kept.
@@ -49,8 +50,8 @@ func GetDatabase(ctx context.Context, cs kubernetes.Interface, ns, name string) 
 	return sts, nil
 }
 
-// Delete removes a database's objects, found by label: only what carries our managed-by label and
-// the database's label is deleted, whatever its name. Without deleteData it keeps the volume
+// Delete removes a database's objects, found by label (its Secrets by name): only what carries our
+// managed-by label and the database's label is deleted. Without deleteData it keeps the volume
 // claims and the two Secrets: the data directory only accepts the passwords they hold, so a later
 // create of the same name uses them and finds the data.
 func Delete(ctx context.Context, cs kubernetes.Interface, ns, name string, deleteData bool) (*Deleted, error) {
@@ -79,7 +80,9 @@ func Delete(ctx context.Context, cs kubernetes.Interface, ns, name string, delet
 		func() error {
 			return removeAll[*corev1.ConfigMapList](r, "configmap", cs.CoreV1().ConfigMaps(ns), true)
 		},
-		func() error { return removeAll[*corev1.SecretList](r, "secret", cs.CoreV1().Secrets(ns), deleteData) },
+		// Secrets by name, never listed: a list of Secrets returns their contents, and its
+		// Secrets are the ones it names (the credentials, the superuser, a rotation's record).
+		func() error { return r.removeSecrets(cs.CoreV1().Secrets(ns), name, deleteData) },
 	} {
 		if err := step(); err != nil {
 			return d, err
@@ -147,6 +150,27 @@ func (r remover) remove(kind, name string, c deleter, really bool) error {
 		return fmt.Errorf("delete %s %s: %w", kind, name, err)
 	}
 	r.d.Deleted = append(r.d.Deleted, kind+"/"+name)
+	return nil
+}
+
+// removeSecrets deletes (or, when !really, keeps and records) the database's Secrets that exist
+// and carry its labels, each read by name.
+func (r remover) removeSecrets(secrets typedclientcorev1.SecretInterface, name string, really bool) error {
+	for _, n := range []string{CredentialsSecretName(name), SuperuserSecretName(name), RotationSecretName(name)} {
+		s, err := secrets.Get(r.ctx, n, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("get secret %s: %w", n, err)
+		}
+		if !IsOwnedBy(s.Labels, name) {
+			continue
+		}
+		if err := r.remove("secret", n, secrets, really); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

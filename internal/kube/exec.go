@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,8 +57,18 @@ func Exec(ctx context.Context, c *Client, ns, pod, container string, argv []stri
 	if err != nil {
 		return err
 	}
-	return exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	if err != nil && execForbidden.MatchString(err.Error()) {
+		// A refused upgrade comes back as text, not as the API server's Status: say which
+		// permission is missing, as every other forbidden request does.
+		return &ForbiddenError{Access: Access{Verb: "create", Resource: "pods", Subresource: "exec"}, Namespace: ns}
+	}
+	return err
 }
+
+// execForbidden is the API server's refusal of the exec upgrade (SPDY, the fallback, is
+// authorized as create).
+var execForbidden = regexp.MustCompile(`is forbidden: .* cannot create resource "pods/exec"`)
 
 // ExecOutput runs argv in a container of pod and returns its stdout; a failure is an *ExecError
 // that carries stderr.

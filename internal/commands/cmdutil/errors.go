@@ -131,6 +131,7 @@ func KubeError(err error, s Scope) error {
 	}
 	var fe *kube.ForbiddenError
 	if errors.As(err, &fe) {
+		// The permission alone: what the request was part of only repeats the database.
 		msg := fmt.Sprintf("you are not allowed to %s in namespace %s", fe.Access, fe.Namespace)
 		if s.Database != "" {
 			msg = fmt.Sprintf("database %s: %s", s.Database, msg)

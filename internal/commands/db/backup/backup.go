@@ -165,7 +165,7 @@ func NewCmdSchedule(f *cmdutil.Factory, runF func(*Options) error) *cobra.Comman
 		Short: "Set the time of the daily backup (a CronJob in the namespace)",
 		Long: `Set the time (UTC) of the daily backup. The backup runs inside the cluster: a CronJob
 NAME-backup runs the stackblaze image's "db backup create NAME" under a ServiceAccount
-NAME-backup that may only read the database's StatefulSet and pod and exec into that pod.`,
+NAME-backup that may only read the database's StatefulSet and exec into its pod.`,
 		Example:           "stackblaze db backup schedule mydb --at 02:30",
 		Args:              cmdutil.ExactName,
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),

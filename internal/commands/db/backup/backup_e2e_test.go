@@ -167,7 +167,7 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"get", "pods/bk-0"}, "yes"},
+		{[]string{"get", "pods/bk-0"}, "no"},
 		{[]string{"create", "pods/bk-0", "--subresource=exec"}, "yes"},
 		{[]string{"get", "statefulsets.apps/bk"}, "yes"},
 		{[]string{"get", "pods/other-0"}, "no"},
