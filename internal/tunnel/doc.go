@@ -20,7 +20,15 @@
 //     warm), so a new client costs one round trip for its two streams (kubectl takes two),
 //     not a TLS handshake and two upgrades; per-connection isolation also avoids the
 //     head-of-line blocking that a slow client causes on a shared SPDY connection. Past
-//     maxSessions per pod, clients share the least loaded upgraded connections.
+//     maxSessions per pod, clients share the least loaded upgraded connections (those whose
+//     clients keep up first), and a shared connection is never held up by one of them: the
+//     pod's data for a client whose socket is full is queued for it, up to a bound (1 MiB,
+//     spdy.go), and a client that stops reading past it while others share its upgraded
+//     connection has its stream reset and its connection closed, with the reason logged.
+//     (SPDY as the kubelet speaks it has no per-stream flow control: the choice is between
+//     stalling every client on the connection, unbounded memory, and ending that one client.)
+//     A client alone on its upgraded connection (the usual case, below maxSessions) is not
+//     ended for reading slowly: the pod is held back instead, as by TCP.
 //
 //   - The tunnel outlives the pod. PortForwarder is bound to one pod for its life. Here a pod
 //     is chosen per new client connection from an informer cache: with Target.Selector, a Ready
@@ -35,7 +43,9 @@
 //     idle timer) for every frame read or written, and writes each frame in three pieces, each
 //     of which becomes a WebSocket message, a TLS record and a system call. Here one goroutine
 //     per upgraded connection reads the frames and writes the pod's data straight to the
-//     client's socket, and each frame is written whole, header and payload in one Write; data
+//     client's socket, as far as the socket takes it without waiting (only a backlog is copied,
+//     and written by a goroutine of that client's own), and each frame is written whole,
+//     header and payload in one Write; data
 //     is sent in 32 KiB frames, so that one SPDY frame fits one WebSocket frame. On Linux
 //     the client's sockets and, over WebSocket, the one under TLS to the API server are read and
 //     written with raw system calls (the plain-SPDY fallback dials through client-go) (rawconn_linux.go): the Go scheduler is not told about a system call

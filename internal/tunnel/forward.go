@@ -53,7 +53,8 @@ func (t *Tunnel) serve(conn net.Conn) {
 
 // pipe carries one client connection until the pod's side ends, the client goes away, or the
 // tunnel closes. The pod's side needs no goroutine here: the session's read loop writes it to
-// conn. It reports whether everything ended cleanly, so that the session may be reused.
+// conn (or, when conn is behind, a writer of the stream's own: see spdy.go). It reports
+// whether everything ended cleanly, so that the session may be reused.
 func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStream *spdyStream, errMsg *errorMessage) bool {
 	localDone := make(chan error, 1)
 	go func() {
@@ -91,10 +92,11 @@ func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStre
 		}
 	}
 
-	// Closing the client connection ends the copy from it; the reset tells the server to
-	// drop the stream, unless both sides have already closed it.
+	// Closing the client connection ends the copy from it, and a write to it under way; the
+	// reset tells the server to drop the stream, unless both sides have already closed it.
 	_ = conn.Close()
 	dataStream.reset()
+	dataStream.waitWritten()
 
 	select {
 	case <-errStream.Ended():
@@ -127,6 +129,11 @@ func (t *Tunnel) pipe(conn net.Conn, s *session, pod podRef, errStream, dataStre
 func (t *Tunnel) remoteEnded(conn net.Conn, pod podRef, err error) bool {
 	if err == nil {
 		return true
+	}
+	if errors.Is(err, errClientNotReading) {
+		t.notReading.Add(1)
+		t.cfg.Logf("connection from %s to pod %s closed: %v", conn.RemoteAddr(), pod.name, err)
+		return false
 	}
 	var reset streamResetError
 	if !errors.As(err, &reset) && !isClosedConn(err) && t.ctx.Err() == nil {

@@ -111,6 +111,38 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// TryWrite writes what the socket's send buffer takes now, without waiting for the poller:
+// n < len(p) with a nil error when the buffer is full. The read loop of an upgraded
+// connection writes to its clients' sockets this way, so that a client that does not read
+// cannot hold it up (spdyStream.deliver).
+func (c *rawConn) TryWrite(p []byte) (int, error) {
+	var n int
+	var errno syscall.Errno
+	err := c.rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			switch e {
+			case 0:
+				n += int(r)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return true // full: the caller queues the rest
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return n, c.opError("write", err)
+	case errno != 0:
+		return n, c.opError("write", os.NewSyscallError("write", errno))
+	}
+	return n, nil
+}
+
 // opError describes a failed read or write as the net package does. The errors of RawConn's
 // Read and Write (a closed connection, a deadline) are already *net.OpError ("raw-read"): their
 // cause is kept, not wrapped twice.

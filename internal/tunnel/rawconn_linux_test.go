@@ -166,3 +166,96 @@ func TestRawConnLeavesOtherConnsAlone(t *testing.T) {
 		t.Fatalf("newRawConn(net.Pipe()) = %T, want the pipe itself", c)
 	}
 }
+
+// TryWrite takes what the socket's buffers take and returns at once when they are full,
+// without an error; what it wrote arrives whole and in order, and it fails on a closed socket.
+func TestRawConnTryWrite(t *testing.T) {
+	t.Parallel()
+	raw, peer := rawPair(t)
+	tw := raw.(*rawConn)
+	data := bytes.Repeat([]byte("0123456789abcdef"), (64<<20)/16) // far more than loopback buffers hold
+	done := make(chan struct{})
+	var n int
+	var err error
+	go func() {
+		defer close(done)
+		n, err = tw.TryWrite(data)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("TryWrite waited for a peer that does not read")
+	}
+	if err != nil || n == 0 || n >= len(data) {
+		t.Fatalf("TryWrite of %d bytes to a peer that does not read: %d, %v; want part of it, no error", len(data), n, err)
+	}
+	got := make([]byte, n)
+	if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, data[:n]) {
+		t.Fatalf("peer read %v: the %d bytes written differ", err, n)
+	}
+	if n, err := tw.TryWrite(nil); n != 0 || err != nil {
+		t.Fatalf("TryWrite(nil) = %d, %v", n, err)
+	}
+	_ = raw.Close()
+	if _, err := tw.TryWrite([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("TryWrite after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestSPDYClientNotReadingShared (spdy_test.go) over real loopback sockets written with
+// TryWrite (the fake peer stands for the kubelet): the read loop writes while the socket takes
+// the data, queues the rest, and resets the stream past the bound.
+func TestSPDYClientNotReadingSharedTCP(t *testing.T) {
+	t.Parallel()
+	c, p := newTestConn(t, time.Hour)
+	lowQueueBound(c)
+	stalledOut, stalledPeer := rawPair(t) // the stalled client: stalledPeer never reads
+	otherOut, otherPeer := rawPair(t)
+	open := func(out net.Conn, id string) *spdyStream {
+		t.Helper()
+		done := make(chan []*spdyStream, 1)
+		go func() {
+			st, err := c.openStreams(
+				streamRequest{headers: []string{"streamType", "error", "requestID", id}, out: &errorMessage{}, fin: true},
+				streamRequest{headers: []string{"streamType", "data", "requestID", id}, out: out},
+			)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- st
+		}()
+		e, d := p.expect(spdySynStream), p.expect(spdySynStream)
+		p.write(controlFrame(spdySynReply, 0, e.word(0), 0), controlFrame(spdySynReply, 0, d.word(0), 0))
+		st := <-done
+		if st == nil {
+			t.FailNow()
+		}
+		return st[1]
+	}
+	stalled, other := open(stalledOut, "0"), open(otherOut, "1")
+
+	// Enough to fill both sockets' buffers and the queue many times over.
+	sent := sendData(p, stalled.id, 256<<20, false)
+	if f := p.expect(spdyRstStream); f.word(0) != stalled.id {
+		t.Fatalf("RST_STREAM for stream %d, want %d", f.word(0), stalled.id)
+	}
+	if err := waitEnded(t, stalled); !errors.Is(err, errClientNotReading) {
+		t.Fatalf("stalled stream: %v", err)
+	}
+	select {
+	case <-sent:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the read loop stopped reading")
+	}
+	if stalled.received.Load() <= testMaxQueued {
+		t.Fatalf("reset after %d bytes: before its socket was full", stalled.received.Load())
+	}
+	p.write(dataFrame(other.id, 0, []byte("hello")))
+	_ = otherPeer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got := make([]byte, 5); func() error { _, err := io.ReadFull(otherPeer, got); return err }() != nil || string(got) != "hello" {
+		t.Fatalf("other client got %q", got)
+	}
+	_ = stalledOut.Close()
+	stalled.waitWritten()
+	_ = stalledPeer
+}

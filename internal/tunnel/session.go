@@ -15,8 +15,9 @@ import (
 const (
 	// maxIdle is how many idle upgraded connections a pod's pool keeps for new clients.
 	maxIdle = 8
-	// maxSessions caps the upgraded connections to one pod. Below it every client connection
-	// has an upgraded connection of its own; above it, clients share the least loaded ones.
+	// maxSessions caps the upgraded connections to one pod (by default: Config.maxSessions).
+	// Below it every client connection has an upgraded connection of its own; above it,
+	// clients share the least loaded ones, those whose clients keep up first.
 	maxSessions = 64
 )
 
@@ -93,7 +94,7 @@ func (p *pool) acquire(ctx context.Context) (*session, bool, error) {
 		}
 		s.active++
 		// Keep one spare warm, so that the next client does not wait for an upgrade either.
-		spare := len(p.idle) == 0 && !p.warming && len(p.all) < maxSessions
+		spare := len(p.idle) == 0 && !p.warming && len(p.all) < p.t.maxSessions
 		if spare {
 			p.warming = true
 		}
@@ -105,11 +106,18 @@ func (p *pool) acquire(ctx context.Context) (*session, bool, error) {
 		}
 		return s, true, nil
 	}
-	if len(p.all) >= maxSessions {
+	if len(p.all) >= p.t.maxSessions {
+		// The least loaded session, preferring one whose clients all keep up: a stream with
+		// a backlog there would be reset if it grew past its bound while shared (spdy.go).
 		var best *session
+		var bestBehind bool
 		for s := range p.all {
-			if !s.broken && (best == nil || s.active < best.active) {
-				best = s
+			if s.broken {
+				continue
+			}
+			behind := s.conn.backlogged.Load() > 0
+			if best == nil || !behind && bestBehind || behind == bestBehind && s.active < best.active {
+				best, bestBehind = s, behind
 			}
 		}
 		if best != nil {
@@ -296,6 +304,9 @@ func (m *errorMessage) Write(p []byte) (int, error) {
 	m.b = append(m.b, p[:min(len(p), max(0, maxErrorMessage-len(m.b)))]...)
 	return len(p), nil
 }
+
+// TryWrite is Write: it never waits.
+func (m *errorMessage) TryWrite(p []byte) (int, error) { return m.Write(p) }
 
 func (m *errorMessage) String() string {
 	m.mu.Lock()

@@ -22,8 +22,25 @@ import (
 // channel), and wakes an idle-timer goroutine for every frame read or written: four goroutine
 // wake-ups where one will do, and on a small query the scheduler's work is a good part of the
 // CPU a port-forward client spends. Here one goroutine per upgraded connection reads the frames
-// and writes a data stream's payload straight to the local client socket; every frame is
-// written whole, header and payload together, in one Write.
+// and writes a data stream's payload straight to the local client socket, as far as the socket
+// takes it without waiting; every frame is written whole, header and payload together, in one
+// Write.
+//
+// The read loop never waits for one client's socket while the connection carries other
+// clients' streams: SPDY/3 as the kubelet speaks it has no per-stream flow control, so a read
+// loop that waited for a client that stopped reading would stall every stream on the
+// connection. What a client's socket does not take at once is copied to a queue of that
+// stream's own, written by a goroutine of its own (started only when there is a backlog, so
+// the common case costs no copy and no goroutine wake-up). A queue is bounded (maxQueued):
+//
+//   - when every open stream on the connection belongs to the same client (the streams opened
+//     together by one openStreams), the read loop waits for that client's queue to drain below
+//     half the bound: TCP's flow control reaches the server, and a slow client slows only
+//     itself, as before;
+//   - otherwise the stream is reset (RST_STREAM to the server, ended here with
+//     errClientNotReading): the client's connection ends, and the others carry on. A client
+//     that stops reading for good cannot be paused alone on a shared connection, and buffering
+//     for it without bound would only move the problem to memory.
 //
 // What the port-forward protocol needs of SPDY, and so all this speaks:
 //
@@ -67,12 +84,31 @@ const (
 	// spdyReadBuffer holds a whole data frame as the kubelet writes them (32 KiB and a header),
 	// so that its payload reaches the client in one write.
 	spdyReadBuffer = 64 << 10
+	// maxQueued bounds the data of one stream that waits for its client's socket (see the top
+	// of this file), on top of what the socket's own buffers hold (a few MiB on loopback). A
+	// client that reads, however slowly, drains it; one that stopped reading fills it in
+	// milliseconds.
+	maxQueued = 1 << 20
+	// queueChunk is the size of the buffers a backlog is kept in: a few frames each, so that
+	// the writer's system calls are large.
+	queueChunk = 64 << 10
 )
 
 var (
 	errStreamReset = errors.New("stream reset")
 	errGoAway      = errors.New("the server is closing the connection (GOAWAY)")
+	// errClientNotReading ends a stream whose client stopped reading while its upgraded
+	// connection carries other clients' streams, which waiting for it would have stalled.
+	errClientNotReading = errors.New("the client stopped reading")
 )
+
+// tryWriter is a destination that can write without waiting: it writes what it can take at
+// once, and returns n < len(p) with a nil error when it cannot take the rest now (rawConn on
+// Linux, errorMessage). The read loop writes to such a destination itself; to any other it
+// hands the data to the stream's writer goroutine.
+type tryWriter interface {
+	TryWrite(p []byte) (int, error)
+}
 
 // streamResetError is a RST_STREAM from the server.
 type streamResetError uint32
@@ -104,20 +140,42 @@ type spdyConn struct {
 
 	mu       sync.Mutex
 	streams  map[uint32]*spdyStream // open streams; nil once the connection has ended
+	groups   int                    // clients with open streams: see streamGroup
 	goneAway bool                   // the server sent GOAWAY: no new streams
 	err      error                  // why the connection ended; set before done is closed
 
-	done chan struct{} // closed when the connection has ended
+	// maxQueued is the bound on a stream's backlog (the constant maxQueued; tests lower it).
+	maxQueued int
+	// backlogged counts the streams whose client's socket is behind (a writer goroutine is
+	// running): a session that has one is a poor choice for a new client.
+	backlogged atomic.Int32
+	// wake wakes the read loop when it waits for a backlog to drain: the backlog shrank, the
+	// stream ended, or another client's streams opened on the connection.
+	wake chan struct{}
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close
+	done      chan struct{} // closed when the connection has ended
+}
+
+// streamGroup is the streams of one client connection, opened together by one openStreams
+// (an error stream and a data stream). While the connection carries one group only, the read
+// loop may wait for that client; otherwise it must not.
+type streamGroup struct {
+	open int // streams of the group still in spdyConn.streams; guarded by spdyConn.mu
 }
 
 // newSPDYConn starts SPDY on an upgraded connection: a read loop, and a PING every pingPeriod.
 func newSPDYConn(conn net.Conn, pingPeriod time.Duration) *spdyConn {
 	c := &spdyConn{
-		conn:    conn,
-		br:      bufio.NewReaderSize(conn, spdyReadBuffer),
-		nextID:  1,
-		streams: map[uint32]*spdyStream{},
-		done:    make(chan struct{}),
+		conn:      conn,
+		br:        bufio.NewReaderSize(conn, spdyReadBuffer),
+		nextID:    1,
+		streams:   map[uint32]*spdyStream{},
+		maxQueued: maxQueued,
+		wake:      make(chan struct{}, 1),
+		closed:    make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	// Header blocks are a few dozen bytes, two per client connection: they are written as
 	// stored (uncompressed) deflate blocks, which any zlib reader takes. Any other level would
@@ -134,7 +192,32 @@ func newSPDYConn(conn net.Conn, pingPeriod time.Duration) *spdyConn {
 }
 
 // Close closes the upgraded connection: every stream on it ends.
-func (c *spdyConn) Close() error { return c.conn.Close() }
+func (c *spdyConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.conn.Close()
+}
+
+// wakeReader wakes the read loop if it waits for a backlog (wake has room for one signal; the
+// read loop checks its condition again after each).
+func (c *spdyConn) wakeReader() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// forget takes s out of the open streams, and reports whether it was open. Called with mu
+// held.
+func (c *spdyConn) forget(s *spdyStream) bool {
+	if c.streams[s.id] != s {
+		return false
+	}
+	delete(c.streams, s.id)
+	if s.group.open--; s.group.open == 0 {
+		c.groups--
+	}
+	return true
+}
 
 // Done is closed when the connection has ended.
 func (c *spdyConn) Done() <-chan struct{} { return c.done }
@@ -142,7 +225,7 @@ func (c *spdyConn) Done() <-chan struct{} { return c.done }
 // streamRequest describes one stream to open.
 type streamRequest struct {
 	headers []string  // name, value, name, value...
-	out     io.Writer // receives the stream's data, from the read loop
+	out     io.Writer // receives the stream's data: see spdyStream.deliver
 	fin     bool      // the client sends nothing on it
 }
 
@@ -166,13 +249,19 @@ func (c *spdyConn) openStreams(reqs ...streamRequest) ([]*spdyStream, error) {
 		c.wmu.Unlock()
 		return nil, err
 	}
+	group := &streamGroup{open: len(reqs)}
+	c.groups++
 	for i, r := range reqs {
-		s := &spdyStream{conn: c, id: c.nextID, out: r.out, sentFin: r.fin, replied: make(chan struct{}), ended: make(chan struct{})}
+		s := &spdyStream{conn: c, id: c.nextID, group: group, out: r.out, sentFin: r.fin, replied: make(chan struct{}), ended: make(chan struct{})}
+		s.tryOut, _ = r.out.(tryWriter)
 		c.nextID += 2
 		c.streams[s.id] = s
 		streams[i] = s
 	}
 	c.mu.Unlock()
+	// A read loop waiting for a lone client's backlog must now stop waiting (the replies to
+	// these streams come through it).
+	c.wakeReader()
 	b := c.wbuf[:0]
 	for i, r := range reqs {
 		b = c.appendSynStream(b, streams[i].id, r.headers, r.fin)
@@ -181,7 +270,7 @@ func (c *spdyConn) openStreams(reqs ...streamRequest) ([]*spdyStream, error) {
 	_, err = c.conn.Write(b)
 	c.wmu.Unlock()
 	if err != nil {
-		_ = c.conn.Close()
+		_ = c.Close()
 		return nil, err
 	}
 
@@ -252,7 +341,7 @@ func (c *spdyConn) writeFrames(b []byte) error {
 	_, err := c.conn.Write(b)
 	c.wmu.Unlock()
 	if err != nil {
-		_ = c.conn.Close()
+		_ = c.Close()
 	}
 	return err
 }
@@ -293,10 +382,11 @@ func (c *spdyConn) readLoop() {
 	if errors.Is(err, io.EOF) {
 		err = errors.New("the server closed the connection")
 	}
-	_ = c.conn.Close()
+	_ = c.Close()
 	c.mu.Lock()
 	streams := c.streams
 	c.streams = nil
+	c.groups = 0
 	c.err = err
 	c.mu.Unlock()
 	close(c.done)
@@ -339,8 +429,10 @@ func (c *spdyConn) readData(id uint32, flags byte, length int) error {
 		if err != nil {
 			return noEOF(err)
 		}
-		if s != nil {
-			s.deliver(p)
+		if s != nil && s.deliver(p) {
+			if !c.awaitBacklog(s) {
+				s = nil // reset: the rest of its data is dropped
+			}
 		}
 		_, _ = c.br.Discard(len(p))
 		length -= len(p)
@@ -351,15 +443,58 @@ func (c *spdyConn) readData(id uint32, flags byte, length int) error {
 	return nil
 }
 
-// remoteFin: the server will send nothing more on s.
+// awaitBacklog is called by the read loop when s's backlog has passed maxQueued. It waits for
+// the backlog to drain below half of it while s's client is the only one on the connection,
+// and resets s as soon as it is not: the read loop never waits for one client while another
+// has streams open. It reports whether s is still open.
+func (c *spdyConn) awaitBacklog(s *spdyStream) bool {
+	for {
+		queued, open := s.backlog()
+		if !open {
+			return false
+		}
+		if queued <= c.maxQueued/2 {
+			return true
+		}
+		c.mu.Lock()
+		shared := c.groups > 1
+		c.mu.Unlock()
+		if shared {
+			c.resetNotReading(s, queued)
+			return false
+		}
+		select {
+		case <-c.wake:
+		case <-s.ended:
+		case <-c.closed:
+			return false
+		}
+	}
+}
+
+// resetNotReading resets s, whose client stopped reading (queued bytes wait for it), so that
+// the connection's other streams are not held up. The RST_STREAM is written from a goroutine:
+// the read loop must not wait for the write lock (see readControl's PING).
+func (c *spdyConn) resetNotReading(s *spdyStream, queued int) {
+	c.mu.Lock()
+	open := c.forget(s)
+	c.mu.Unlock()
+	s.end(fmt.Errorf("%w: %d KiB of the pod's data wait for it, and its upgraded connection carries other clients' connections, which waiting for it would stall", errClientNotReading, queued>>10))
+	if open {
+		go func() { _ = c.writeControl(spdyRstStream, s.id, spdyCancel) }()
+	}
+}
+
+// remoteFin: the server will send nothing more on s. The stream ends once what it received
+// has reached its client.
 func (c *spdyConn) remoteFin(s *spdyStream) {
 	c.mu.Lock()
 	s.gotFin = true
 	if s.sentFin {
-		delete(c.streams, s.id)
+		c.forget(s)
 	}
 	c.mu.Unlock()
-	s.end(nil)
+	s.endAfterBacklog()
 }
 
 // readControl handles a control frame. Its payload is read as far as the fields used here;
@@ -392,7 +527,9 @@ func (c *spdyConn) readControl(typ uint16, flags byte, length int) error {
 	case spdyRstStream:
 		c.mu.Lock()
 		s := c.streams[word]
-		delete(c.streams, word)
+		if s != nil {
+			c.forget(s)
+		}
 		c.mu.Unlock()
 		if s != nil {
 			s.end(streamResetError(binary.BigEndian.Uint32(p[4:8])))
@@ -412,7 +549,7 @@ func (c *spdyConn) readControl(typ uint16, flags byte, length int) error {
 		for id, s := range c.streams {
 			if id > word {
 				lost = append(lost, s)
-				delete(c.streams, id)
+				c.forget(s)
 			}
 		}
 		c.mu.Unlock()
@@ -445,11 +582,14 @@ func noEOF(err error) error {
 }
 
 // spdyStream is one stream of a spdyConn. Its data is written to out by the connection's read
-// loop; the client's side is sent with sendFrom.
+// loop, or by a writer goroutine of its own when out is behind (see deliver); the client's
+// side is sent with sendFrom.
 type spdyStream struct {
-	conn *spdyConn
-	id   uint32
-	out  io.Writer
+	conn   *spdyConn
+	id     uint32
+	group  *streamGroup
+	out    io.Writer
+	tryOut tryWriter // out, when it can write without waiting
 
 	received atomic.Int64 // payload bytes received
 
@@ -458,37 +598,195 @@ type spdyStream struct {
 	endOnce sync.Once
 	err     error // nil after the server's FIN; set before ended is closed
 
-	outErr error // a write to out failed: later data is dropped; read loop only
+	// The data out has not taken yet, and its writer. Guarded by qmu.
+	qmu     sync.Mutex
+	queue   [][]byte      // waiting for out, oldest first, in chunks of queueChunk
+	queued  int           // bytes in queue and in the writer's hands
+	spare   [][]byte      // empty chunks, for reuse
+	writing bool          // a writer goroutine owns out until queue is empty
+	written chan struct{} // closed when that writer is done
+	outErr  error         // out failed, or the stream was abandoned: data is dropped
+	// finPending: the server's FIN came while data was queued; the writer ends the stream
+	// once the data is out.
+	finPending bool
 
 	// Guarded by conn.mu. A stream leaves conn.streams when both sides have sent FIN, or
 	// when it is reset by either side.
 	accepted, sentFin, gotFin bool
 }
 
-// Ended is closed when the server will send nothing more on the stream: it sent FIN (Err is
-// nil), or reset the stream, or the stream was reset here, or the connection ended, or the
-// stream's data could not be written to its destination.
+// Ended is closed when the server will send nothing more on the stream and what it sent has
+// reached out: it sent FIN (Err is nil), or reset the stream, or the stream was reset here
+// (also when its client stopped reading on a shared connection: errClientNotReading), or the
+// connection ended, or the stream's data could not be written to its destination.
 func (s *spdyStream) Ended() <-chan struct{} { return s.ended }
 
 // Err says why the stream ended; valid once Ended is closed.
 func (s *spdyStream) Err() error { return s.err }
 
+// end ends the stream. An error also abandons the data still queued for out.
 func (s *spdyStream) end(err error) {
 	s.endOnce.Do(func() {
+		if err != nil {
+			s.abandon(err)
+		}
 		s.err = err
 		close(s.ended)
 	})
 }
 
-// deliver writes received data to out. Called by the read loop.
-func (s *spdyStream) deliver(p []byte) {
-	s.received.Add(int64(len(p)))
-	if s.outErr != nil {
+// endAfterBacklog ends the stream cleanly (the server's FIN) once its queued data is out.
+func (s *spdyStream) endAfterBacklog() {
+	s.qmu.Lock()
+	if s.writing {
+		s.finPending = true
+		s.qmu.Unlock()
 		return
 	}
-	if _, err := s.out.Write(p); err != nil {
+	s.qmu.Unlock()
+	s.end(nil)
+}
+
+// abandon drops the data queued for out, and whatever would be queued later. A writer that
+// is under way stops after its current write (which ends when out is closed).
+func (s *spdyStream) abandon(err error) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.outErr == nil {
 		s.outErr = err
+	}
+	for _, b := range s.queue {
+		s.queued -= len(b)
+	}
+	s.queue, s.spare = nil, nil
+}
+
+// deliver passes received data to out. Called by the read loop, which must not wait for out:
+// when nothing is queued and out can write without waiting, the read loop writes itself, as
+// much as out takes at once (usually all, with no copy and no other goroutine involved); the
+// rest, and everything after it until the backlog is written, is copied to the queue, which
+// a writer goroutine writes to out. It reports whether the backlog is over the bound: the
+// read loop then calls awaitBacklog.
+func (s *spdyStream) deliver(p []byte) bool {
+	s.received.Add(int64(len(p)))
+	s.qmu.Lock()
+	if s.outErr != nil {
+		s.qmu.Unlock()
+		return false
+	}
+	if !s.writing && s.tryOut != nil {
+		s.qmu.Unlock()
+		// No writer runs, and only the read loop starts one: out is the read loop's.
+		n, err := s.tryOut.TryWrite(p)
+		if err != nil {
+			s.end(err)
+			return false
+		}
+		if n == len(p) {
+			return false
+		}
+		p = p[n:]
+		s.qmu.Lock()
+		if s.outErr != nil { // abandoned meanwhile
+			s.qmu.Unlock()
+			return false
+		}
+	}
+	s.enqueue(p)
+	if !s.writing {
+		s.writing = true
+		s.written = make(chan struct{})
+		s.conn.backlogged.Add(1)
+		go s.writeBacklog()
+	}
+	over := s.queued > s.conn.maxQueued
+	s.qmu.Unlock()
+	return over
+}
+
+// enqueue copies p to the end of the queue. Called with qmu held.
+func (s *spdyStream) enqueue(p []byte) {
+	s.queued += len(p)
+	for len(p) > 0 {
+		last := len(s.queue) - 1
+		if last < 0 || len(s.queue[last]) == cap(s.queue[last]) {
+			var b []byte
+			if n := len(s.spare); n > 0 {
+				b, s.spare = s.spare[n-1], s.spare[:n-1]
+			} else {
+				b = make([]byte, 0, queueChunk)
+			}
+			s.queue = append(s.queue, b)
+			last++
+		}
+		b := s.queue[last]
+		n := min(len(p), cap(b)-len(b))
+		s.queue[last] = append(b, p[:n]...)
+		p = p[n:]
+	}
+}
+
+// backlog is how much data waits for out, and whether the stream still delivers to it.
+func (s *spdyStream) backlog() (queued int, open bool) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.queued, s.outErr == nil
+}
+
+// writeBacklog is the stream's writer: it writes the queue to out, oldest first, until the
+// queue is empty, waking the read loop whenever the backlog is down to half the bound. A
+// failed write ends the stream, as one by the read loop does.
+func (s *spdyStream) writeBacklog() {
+	c := s.conn
+	var err error
+	s.qmu.Lock()
+	for len(s.queue) > 0 && s.outErr == nil {
+		b := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		s.qmu.Unlock()
+		_, err = s.out.Write(b)
+		s.qmu.Lock()
+		s.queued -= len(b)
+		if s.outErr == nil {
+			s.spare = append(s.spare, b[:0])
+		}
+		if err != nil && s.outErr == nil {
+			s.outErr = err
+		}
+		if s.queued <= c.maxQueued/2 {
+			c.wakeReader()
+		}
+	}
+	if s.outErr != nil {
+		for _, b := range s.queue {
+			s.queued -= len(b)
+		}
+		s.queue = nil
+	}
+	s.writing = false
+	fin := s.finPending && s.outErr == nil
+	written := s.written
+	s.qmu.Unlock()
+	c.backlogged.Add(-1)
+	switch {
+	case err != nil:
 		s.end(err)
+	case fin:
+		s.end(nil)
+	}
+	close(written)
+	c.wakeReader()
+}
+
+// waitWritten waits until no writer goroutine is under way for the stream. Once the stream
+// has been reset (or has ended with an error) none starts again.
+func (s *spdyStream) waitWritten() {
+	s.qmu.Lock()
+	written := s.written // the last writer's; closed once it has finished everything
+	s.qmu.Unlock()
+	if written != nil {
+		<-written
 	}
 }
 
@@ -519,7 +817,7 @@ func (s *spdyStream) closeWrite() error {
 	c.mu.Lock()
 	s.sentFin = true
 	if s.gotFin {
-		delete(c.streams, s.id)
+		c.forget(s)
 	}
 	c.mu.Unlock()
 	var b [spdyHeaderLen]byte
@@ -528,13 +826,13 @@ func (s *spdyStream) closeWrite() error {
 }
 
 // reset abandons the stream: RST_STREAM is sent unless it is already closed both ways, and
-// whatever still arrives for it is dropped.
+// whatever is still queued for it or still arrives for it is dropped.
 func (s *spdyStream) reset() {
 	c := s.conn
 	c.mu.Lock()
-	_, open := c.streams[s.id]
-	delete(c.streams, s.id)
+	open := c.forget(s)
 	c.mu.Unlock()
+	s.abandon(errStreamReset)
 	s.end(errStreamReset)
 	if open {
 		_ = c.writeControl(spdyRstStream, s.id, spdyCancel)

@@ -669,3 +669,165 @@ func TestSPDYAgainstSpdystream(t *testing.T) {
 		_ = client.Close()
 	}
 }
+
+// The tests below are about a client that stops reading. They use the fake peer over
+// net.Pipe (no kubelet needed, and every frame under the test's control) and, for the client
+// sockets, net.Pipe too, whose writes wait until the other end reads: a client that does not
+// read is one whose end nobody reads, and the stream's writer goroutine is the one that waits
+// (net.Pipe has no TryWrite, so everything for it goes through the queue), or real loopback
+// sockets with raw writes (TryWrite: the read loop's own path). The bound on a backlog is
+// lowered to keep them quick.
+
+const testMaxQueued = 64 << 10
+
+// lowQueueBound lowers c's backlog bound. Called before the peer sends any data: the read
+// loop reads it only after reading a frame the peer wrote after this (net.Pipe synchronises).
+func lowQueueBound(c *spdyConn) { c.maxQueued = testMaxQueued }
+
+// sendData has the peer send n bytes on stream id in 32 KiB frames, from a goroutine (the
+// read loop may not take them all for a while), the last frame with FIN if fin. The channel
+// is closed when everything is written.
+func sendData(p *fakePeer, id uint32, n int, fin bool) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		payload := bytes.Repeat([]byte("0123456789abcdef"), 2<<10)
+		for n > 0 {
+			k := min(n, len(payload))
+			n -= k
+			var flags byte
+			if fin && n == 0 {
+				flags = spdyFlagFin
+			}
+			if _, err := p.conn.Write(dataFrame(id, flags, payload[:k])); err != nil {
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// waitBacklog waits until at least n bytes are queued for s.
+func waitBacklog(t *testing.T, s *spdyStream, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if q, _ := s.backlog(); q >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			q, _ := s.backlog()
+			t.Fatalf("stream %d: %d bytes queued, want at least %d", s.id, q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A client that stops reading while another client's streams are open on the same
+// connection: its stream is reset once its backlog passes the bound, and the other client's
+// data keeps flowing, before and after.
+func TestSPDYClientNotReadingShared(t *testing.T) {
+	t.Parallel()
+	c, p := newTestConn(t, time.Hour)
+	lowQueueBound(c)
+	_, stalled, _, stalledLocal := openPair(t, c, p) // nobody reads stalledLocal
+	_, other, _, otherLocal := openPair(t, c, p)
+
+	sent := sendData(p, stalled.id, 16*testMaxQueued, false)
+	if f := p.expect(spdyRstStream); f.word(0) != stalled.id || f.word(1) != spdyCancel {
+		t.Fatalf("RST_STREAM stream %d status %d, want stream %d, status %d", f.word(0), f.word(1), stalled.id, spdyCancel)
+	}
+	if err := waitEnded(t, stalled); !errors.Is(err, errClientNotReading) {
+		t.Fatalf("stalled stream: %v, want %v", err, errClientNotReading)
+	}
+	select {
+	case <-sent: // the rest was read and dropped: the read loop did not wait for the client
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read loop stopped reading")
+	}
+	p.write(dataFrame(other.id, 0, []byte("hello")))
+	if got := readN(t, otherLocal, 5); string(got) != "hello" {
+		t.Fatalf("other client got %q", got)
+	}
+	// The writer that was stuck on the stalled client ends with its connection, as pipe
+	// closes it.
+	_ = stalledLocal.Close()
+	stalled.reset() // sends nothing: the stream was reset already
+	stalled.waitWritten()
+	other.waitWritten() // "hello" went through a writer too: net.Pipe has no TryWrite
+	if n := c.backlogged.Load(); n != 0 {
+		t.Fatalf("%d streams still have a writer", n)
+	}
+	openPair(t, c, p)
+}
+
+// A client alone on its connection that reads slowly is not reset: the read loop waits for
+// it (the server is held back, as by TCP), every byte arrives in order, and the server's FIN
+// ends the stream only once the client has read everything.
+func TestSPDYSlowClientAlone(t *testing.T) {
+	t.Parallel()
+	c, p := newTestConn(t, time.Hour)
+	lowQueueBound(c)
+	_, data, _, local := openPair(t, c, p)
+	const total = 16 * testMaxQueued
+	sent := sendData(p, data.id, total, true)
+	// Nobody reads yet: the backlog passes the bound, and the read loop waits.
+	waitBacklog(t, data, testMaxQueued)
+	select {
+	case <-sent:
+		t.Fatal("the peer wrote everything: the read loop did not wait for the lone client")
+	case <-data.Ended():
+		t.Fatalf("the lone client's stream ended: %v", data.Err())
+	default:
+	}
+	want := bytes.Repeat([]byte("0123456789abcdef"), total/16)
+	got := make([]byte, 0, total)
+	buf := make([]byte, 4096)
+	_ = local.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for len(got) < total-len(buf) {
+		n, err := local.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	select {
+	case <-data.Ended():
+		t.Fatalf("the stream ended with %d bytes unread: %v", total-len(got), data.Err())
+	default:
+	}
+	got = append(got, readN(t, local, total-len(got))...)
+	if !bytes.Equal(got, want) {
+		t.Fatal("data corrupted or out of order")
+	}
+	if err := waitEnded(t, data); err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	<-sent
+}
+
+// A lone client's stream whose backlog holds up the read loop is reset as soon as another
+// client's streams open on the connection: the new streams are not stalled (their replies
+// come through the read loop).
+func TestSPDYClientNotReadingThenShared(t *testing.T) {
+	t.Parallel()
+	c, p := newTestConn(t, time.Hour)
+	lowQueueBound(c)
+	_, stalled, _, stalledLocal := openPair(t, c, p)
+	sent := sendData(p, stalled.id, 16*testMaxQueued, false)
+	waitBacklog(t, stalled, testMaxQueued)
+	_, other, _, otherLocal := openPair(t, c, p)
+	if f := p.expect(spdyRstStream); f.word(0) != stalled.id {
+		t.Fatalf("RST_STREAM for stream %d, want %d", f.word(0), stalled.id)
+	}
+	if err := waitEnded(t, stalled); !errors.Is(err, errClientNotReading) {
+		t.Fatalf("stalled stream: %v", err)
+	}
+	<-sent
+	p.write(dataFrame(other.id, 0, []byte("hello")))
+	if got := readN(t, otherLocal, 5); string(got) != "hello" {
+		t.Fatalf("other client got %q", got)
+	}
+	_ = stalledLocal.Close()
+	stalled.waitWritten()
+}

@@ -40,8 +40,13 @@ type Config struct {
 	// LocalPort is the port to listen on, on 127.0.0.1. 0 picks a free port.
 	LocalPort int
 	// Logf, if set, receives diagnostics: a failed connection, a replaced pod, a fallback to
-	// SPDY. They never contain credentials. Nothing is logged anywhere else.
+	// SPDY, a client connection ended because it stopped reading. They never contain
+	// credentials. Nothing is logged anywhere else.
 	Logf func(format string, args ...any)
+
+	// maxSessions, when set, replaces the default cap on upgraded connections per pod
+	// (maxSessions), so that tests can have clients share them.
+	maxSessions int
 }
 
 // Tunnel is an open port-forward tunnel: a listener on 127.0.0.1 whose connections are carried
@@ -67,6 +72,12 @@ type Tunnel struct {
 	closed bool
 	conns  map[net.Conn]struct{}
 	pools  map[types.UID]*pool
+
+	// maxSessions caps the upgraded connections to one pod (Config.maxSessions or the default).
+	maxSessions int
+	// notReading counts the client connections ended because they stopped reading on an
+	// upgraded connection they shared (see spdy.go).
+	notReading atomic.Int64
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -105,6 +116,11 @@ func Open(ctx context.Context, cfg Config, target Target) (*Tunnel, error) {
 		cancel: cancel,
 		conns:  map[net.Conn]struct{}{},
 		pools:  map[types.UID]*pool{},
+
+		maxSessions: cfg.maxSessions,
+	}
+	if t.maxSessions <= 0 {
+		t.maxSessions = maxSessions
 	}
 	t.bufs.New = func() any { b := make([]byte, spdyHeaderLen+copyBufferSize); return &b }
 
