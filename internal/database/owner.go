@@ -41,6 +41,23 @@ func Owned(name string) []ObjectRef {
 	}
 }
 
+// RotationObjects are what rotate-credentials writes: the credentials, the superuser Secret (the
+// password's verifier), the rotation record and the lock.
+func RotationObjects(name string) []ObjectRef {
+	return []ObjectRef{
+		{"Secret", CredentialsSecretName(name)},
+		{"Secret", SuperuserSecretName(name)},
+		{"Secret", RotationSecretName(name)},
+		{"Lease", LockName(name, "rotate")},
+	}
+}
+
+// BackupScheduleObjects are what the daily backup is made of (ApplyBackupSchedule writes them).
+func BackupScheduleObjects(name string) []ObjectRef {
+	n := BackupScheduleName(name)
+	return []ObjectRef{{"ServiceAccount", n}, {"Role", n}, {"RoleBinding", n}, {"CronJob", n}}
+}
+
 // IsOwnedBy tells whether labels mark an object as database name's: our managed-by label and the
 // database's label.
 func IsOwnedBy(labels map[string]string, name string) bool {

@@ -39,6 +39,11 @@ type Lock struct {
 // it).
 func AcquireLock(ctx context.Context, prog *output.Progress, c *kube.Client, name string, r LockRequest) (*Lock, error) {
 	lease := database.LockName(name, r.Operation)
+	// A Lease of that name that is not the database's is never taken over.
+	if err := database.Guard(ctx, c.Clientset, c.Namespace, name, []database.ObjectRef{{Kind: "Lease", Name: lease}}); err != nil {
+		prog.Stop()
+		return nil, KubeError(err, ScopeOf(c, name))
+	}
 	l, err := kube.AcquireLock(ctx, c.Clientset, c.Namespace, lease, database.Labels(name), kube.LockOptions{
 		Duration: r.Duration,
 		Wait:     r.Wait,

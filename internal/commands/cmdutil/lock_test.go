@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
+	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
 )
@@ -43,11 +44,27 @@ func TestAcquireLock(t *testing.T) {
 		}
 	})
 
+	// A Lease of the lock's name that another tool made is never taken over, held or not.
+	t.Run("foreign", func(t *testing.T) {
+		t.Parallel()
+		foreign := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "stackblaze-migrate-app", Namespace: "shop"}}
+		prog := output.Test(nil, &bytes.Buffer{}, &bytes.Buffer{}).NewProgress(clock)
+		cs := fake.NewClientset(foreign)
+		_, err := cmdutil.AcquireLock(context.Background(), prog, &kube.Client{Clientset: cs, Namespace: "shop"}, "app", req)
+		if code := cmdutil.ExitCode(err); code != cmdutil.ExitConflict || !strings.Contains(err.Error(), "Lease/stackblaze-migrate-app") {
+			t.Fatalf("exit %d (%v), want %d naming the Lease", code, err, cmdutil.ExitConflict)
+		}
+		l, _ := cs.CoordinationV1().Leases("shop").Get(context.Background(), "stackblaze-migrate-app", metav1.GetOptions{})
+		if l.Spec.HolderIdentity != nil {
+			t.Errorf("the user's Lease was written: holder %q", *l.Spec.HolderIdentity)
+		}
+	})
+
 	t.Run("held", func(t *testing.T) {
 		t.Parallel()
 		now := time.Now()
 		held := &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: "stackblaze-migrate-app", Namespace: "shop"},
+			ObjectMeta: metav1.ObjectMeta{Name: "stackblaze-migrate-app", Namespace: "shop", Labels: database.Labels("app")},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("someone else"), LeaseDurationSeconds: ptr.To(int32(60)),
 				AcquireTime: &metav1.MicroTime{Time: now}, RenewTime: &metav1.MicroTime{Time: now}},
 		}

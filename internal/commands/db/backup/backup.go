@@ -204,6 +204,9 @@ func runSchedule(ctx context.Context, o *Options) error {
 		return err
 	}
 	sched, _ := database.ParseAt(o.At)
+	if err := database.Guard(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, database.BackupScheduleObjects(o.Name)); err != nil {
+		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
+	}
 	if _, err := database.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, database.BackupSchedule{Cron: sched, Image: o.Image}); err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
 	}

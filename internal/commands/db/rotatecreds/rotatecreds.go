@@ -174,6 +174,10 @@ func run(ctx context.Context, o *Options) error {
 	if err := database.Exists(ctx, cs, ns, o.Name); err != nil {
 		return kerr(err)
 	}
+	// What rotation writes must be the database's own: its Secrets and its lock.
+	if err := database.Guard(ctx, cs, ns, o.Name, database.RotationObjects(o.Name)); err != nil {
+		return kerr(err)
+	}
 	attached, err := database.ListAttachments(ctx, cs, ns, o.Name)
 	if err != nil {
 		return kerr(err)
