@@ -50,8 +50,6 @@ func GetExisting(ctx context.Context, cs kubernetes.Interface, ns, name string) 
 	return &e, nil
 }
 
-// IsManaged tells whether an object carries stackblaze's managed-by label.
-func IsManaged(labels map[string]string) bool { return labels[LabelManagedBy] == "stackblaze" }
 
 // Diff compares the spec recorded on an existing StatefulSet with a requested one and returns
 // one line per difference, or nothing.

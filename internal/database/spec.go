@@ -219,9 +219,9 @@ func PodName(name string) string               { return name + "-0" }
 func PVCName(name string) string               { return "data-" + name + "-0" }
 func BackupPVCName(name string) string         { return "backup-" + name + "-0" }
 
-// SpecOf validates a database's inputs (as create takes them) and returns its spec; every problem
-// is named in one *InputError.
-func SpecOf(name, version, storage, plan string) (Spec, error) {
+// SpecOf validates a database's inputs (as create takes them) and returns its spec, and what
+// ParseStorage says it took the size for; every problem is named in one *InputError.
+func SpecOf(name, version, storage, plan string) (spec Spec, storageNote string, err error) {
 	var problems []string
 	if err := ValidateName(name); err != nil {
 		problems = append(problems, err.Error())
@@ -230,7 +230,7 @@ func SpecOf(name, version, storage, plan string) (Spec, error) {
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
-	q, _, err := ParseStorage(storage)
+	q, note, err := ParseStorage(storage)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -239,7 +239,12 @@ func SpecOf(name, version, storage, plan string) (Spec, error) {
 		problems = append(problems, err.Error())
 	}
 	if len(problems) > 0 {
-		return Spec{}, &InputError{Msg: strings.Join(problems, "\n")}
+		return Spec{}, "", &InputError{Msg: strings.Join(problems, "\n")}
 	}
-	return Spec{Name: name, Version: v, Storage: q, Plan: p}, nil
+	return Spec{Name: name, Version: v, Storage: q, Plan: p}, note, nil
+}
+
+// LockName is the lease of one database's operation ("migrate", "rotate").
+func LockName(database, operation string) string {
+	return "stackblaze-" + operation + "-" + database
 }

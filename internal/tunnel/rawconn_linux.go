@@ -83,39 +83,17 @@ func (c *rawConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *rawConn) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // the send buffer is full: wait for the poller
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
-	switch {
-	case err != nil:
-		return n, c.opError("write", err)
-	case errno != 0:
-		return n, c.opError("write", os.NewSyscallError("write", errno))
-	}
-	return n, nil
-}
+func (c *rawConn) Write(p []byte) (int, error) { return c.write(p, true) }
 
 // TryWrite writes what the socket's send buffer takes now, without waiting for the poller:
 // n < len(p) with a nil error when the buffer is full. The read loop of an upgraded
 // connection writes to its clients' sockets this way, so that a client that does not read
 // cannot hold it up (spdyStream.deliver).
-func (c *rawConn) TryWrite(p []byte) (int, error) {
+func (c *rawConn) TryWrite(p []byte) (int, error) { return c.write(p, false) }
+
+// write writes p with raw write calls; when the send buffer is full it waits for the poller
+// (wait) or returns what it wrote.
+func (c *rawConn) write(p []byte, wait bool) (int, error) {
 	var n int
 	var errno syscall.Errno
 	err := c.rc.Write(func(fd uintptr) bool {
@@ -126,7 +104,7 @@ func (c *rawConn) TryWrite(p []byte) (int, error) {
 				n += int(r)
 			case syscall.EINTR:
 			case syscall.EAGAIN:
-				return true // full: the caller queues the rest
+				return !wait // the send buffer is full: wait for the poller, or stop here
 			default:
 				errno = e
 				return true

@@ -58,7 +58,7 @@ func CompleteWorkloads(f *Factory) cobra.CompletionFunc {
 		}
 		if stss, err := c.Clientset.AppsV1().StatefulSets(c.Namespace).List(ctx, metav1.ListOptions{}); err == nil {
 			for _, s := range stss.Items {
-				if !database.IsManaged(s.Labels) {
+				if !database.IsOwnedBy(s.Labels, s.Name) {
 					out = append(out, "statefulset/"+s.Name)
 				}
 			}

@@ -103,9 +103,6 @@ func KubeError(err error, s Scope) error {
 	}
 	var ce *database.ConflictError
 	if errors.As(err, &ce) {
-		if ce.Foreign != "" {
-			return (&Error{Code: ExitConflict, Err: err}).WithHint("choose another name, or remove that object")
-		}
 		return (&Error{Code: ExitConflict, Err: fmt.Errorf("database %s exists with a different spec:\n  %s", ce.Name, strings.Join(ce.Differences, "\n  "))}).
 			WithHint("run create with the values in the cluster to check it, or delete the database first (`stackblaze db delete %s`); changing size, version or plan is not supported by create", ce.Name)
 	}

@@ -122,18 +122,7 @@ func planList() string {
 // Validate checks every input without contacting the cluster.
 func (o *Options) Validate() error {
 	var problems []string
-	if err := database.ValidateName(o.Name); err != nil {
-		problems = append(problems, err.Error())
-	}
-	version, err := database.ParseVersion(o.Version)
-	if err != nil {
-		problems = append(problems, err.Error())
-	}
-	storage, note, err := database.ParseStorage(o.Storage)
-	if err != nil {
-		problems = append(problems, err.Error())
-	}
-	plan, err := database.ValidatePlan(o.Plan)
+	spec, note, err := database.SpecOf(o.Name, o.Version, o.Storage, o.Plan)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -146,15 +135,8 @@ func (o *Options) Validate() error {
 	}
 	o.StorageNote = note
 	o.BackupCron = cron
-	o.Spec = database.Spec{
-		Name:            o.Name,
-		Version:         version,
-		Storage:         storage,
-		Plan:            plan,
-		ImageRepository: o.ImageRepository,
-		DNSZone:         o.DNSZone,
-		S3:              o.S3,
-	}
+	spec.ImageRepository, spec.DNSZone, spec.S3 = o.ImageRepository, o.DNSZone, o.S3
+	o.Spec = spec
 	return nil
 }
 

@@ -52,7 +52,7 @@ func runInto(ctx context.Context, o *Options, src *database.Backups, restore []s
 			WithHint("restore --into with the backup_s3_* settings %s was created with", src.Name)
 	}
 
-	spec, err := database.SpecOf(o.Into, src.Version, src.Storage, src.Plan.Name)
+	spec, _, err := database.SpecOf(o.Into, src.Version, src.Storage, src.Plan.Name)
 	if err != nil {
 		return fmt.Errorf("the spec of %s: %w", src.Name, err)
 	}

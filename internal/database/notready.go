@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/stackblaze/stackblaze/internal/kube"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
@@ -57,35 +56,4 @@ func DescribeNotReady(ctx context.Context, cs kubernetes.Interface, ns, name str
 		}
 	}
 	return out
-}
-
-// CreateAccess is what create needs beyond reading; checked before anything is written, so that a
-// user without it gets one clear error and no half-made database.
-var CreateAccess = []kube.Access{
-	{Verb: "create", Resource: "secrets"},
-	{Verb: "patch", Resource: "secrets"},
-	{Verb: "create", Resource: "configmaps"},
-	{Verb: "patch", Resource: "configmaps"},
-	{Verb: "create", Resource: "services"},
-	{Verb: "patch", Resource: "services"},
-	{Verb: "create", Group: "networking.k8s.io", Resource: "networkpolicies"},
-	{Verb: "patch", Group: "networking.k8s.io", Resource: "networkpolicies"},
-	{Verb: "create", Group: "apps", Resource: "statefulsets"},
-	{Verb: "patch", Group: "apps", Resource: "statefulsets"},
-	// The daily backup: its CronJob, and the ServiceAccount, Role and RoleBinding it runs as.
-	{Verb: "create", Group: "batch", Resource: "cronjobs"},
-	{Verb: "patch", Group: "batch", Resource: "cronjobs"},
-	{Verb: "create", Resource: "serviceaccounts"},
-	{Verb: "patch", Resource: "serviceaccounts"},
-	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "roles"},
-	{Verb: "patch", Group: "rbac.authorization.k8s.io", Resource: "roles"},
-	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "rolebindings"},
-	{Verb: "patch", Group: "rbac.authorization.k8s.io", Resource: "rolebindings"},
-	// Granting the backup Role needs the permissions it grants (RBAC refuses escalation).
-	{Verb: "create", Resource: "pods", Subresource: "exec"},
-}
-
-// LockName is the lease of one database's operation ("migrate", "rotate").
-func LockName(database, operation string) string {
-	return "stackblaze-" + operation + "-" + database
 }
