@@ -14,7 +14,7 @@ import (
 func ReadCredentials(ctx context.Context, cs kubernetes.Interface, ns, name string) (Credentials, error) {
 	s, err := cs.CoreV1().Secrets(ns).Get(ctx, CredentialsSecretName(name), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return Credentials{}, fmt.Errorf("database %s has no credentials Secret %s: recreate it with `stackblaze db create %s`", name, CredentialsSecretName(name), name)
+		return Credentials{}, &MissingSecretError{Database: name, Secret: CredentialsSecretName(name)}
 	}
 	if err != nil {
 		return Credentials{}, fmt.Errorf("read secret %s: %w", CredentialsSecretName(name), err)
@@ -28,6 +28,15 @@ func ReadCredentials(ctx context.Context, cs kubernetes.Interface, ns, name stri
 		return Credentials{}, fmt.Errorf("secret %s lacks username, password or database", CredentialsSecretName(name))
 	}
 	return c, nil
+}
+
+// MissingSecretError says that a database's Secret is gone.
+type MissingSecretError struct {
+	Database, Secret string
+}
+
+func (e *MissingSecretError) Error() string {
+	return fmt.Sprintf("database %s has no Secret %s", e.Database, e.Secret)
 }
 
 // LocalURL is a connection string for a tunnel on 127.0.0.1.

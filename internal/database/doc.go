@@ -5,6 +5,7 @@
 //
 // It sits between the commands (internal/commands/...) and the Kubernetes adapter
 // (internal/kube). It takes a context and plain values and returns plain results or typed errors;
-// it never imports cobra, viper or the output package, and holds no text meant for a user's
-// screen: the command layer words its errors. See docs/architecture.md.
+// it never imports cobra, viper or the output package. Its errors are typed values the command
+// layer words, with hints; the only sentences it makes itself are what input validation says of a
+// value and what is allowed instead. See docs/architecture.md.
 package database

@@ -106,6 +106,11 @@ func KubeError(err error, s Scope) error {
 		return (&Error{Code: ExitConflict, Err: fmt.Errorf("database %s exists with a different spec:\n  %s", ce.Name, strings.Join(ce.Differences, "\n  "))}).
 			WithHint("run create with the values in the cluster to check it, or delete the database first (`stackblaze db delete %s`); changing size, version or plan is not supported by create", ce.Name)
 	}
+	var ms *database.MissingSecretError
+	if errors.As(err, &ms) {
+		return (&Error{Code: ExitNotFound, Err: err}).
+			WithHint("run `stackblaze db create %s` with its spec to write it again (a new password: data kept from before will not accept it)", ms.Database)
+	}
 	var foreign *database.ForeignObjectError
 	if errors.As(err, &foreign) {
 		return (&Error{Code: ExitConflict, Err: err}).
