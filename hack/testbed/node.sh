@@ -83,6 +83,13 @@ node_network() {
     ip link add "$BRIDGE" type bridge
     ip addr add "$NODE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
   fi
+  # Pin the bridge's MAC address. One the kernel picked (addr_assign_type 1) follows the lowest
+  # MAC of the bridge's ports, so it changes whenever a pod's veth comes or goes; the pods keep
+  # the old one for the node's address 10.89.0.1 in their ARP caches (up to ~50 s), and all they
+  # send to it meanwhile (DNS queries to CoreDNS, Service traffic) is lost: lookups fail with
+  # EAI_AGAIN ("Temporary failure in name resolution"). An address that was set (type 3) stays.
+  [ "$(cat "/sys/class/net/$BRIDGE/addr_assign_type")" = 3 ] ||
+    ip link set "$BRIDGE" address "$(cat "/sys/class/net/$BRIDGE/address")"
   ip link set "$BRIDGE" up
   # Service traffic between pods of the bridge must pass iptables (kube-proxy's translations).
   [ -d /proc/sys/net/bridge ] || modprobe br_netfilter

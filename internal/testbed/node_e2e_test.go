@@ -421,3 +421,19 @@ probe "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT"`, addr, port, routed
 		}
 	}
 }
+
+// The pod bridge's MAC address is one the kernel must keep (addr_assign_type 3, "set"): one it
+// picked itself follows the lowest MAC of the bridge's ports, changing as pods come and go, and
+// the pods' ARP entries for the node (their DNS server and Service gateway) would then point at
+// an address nobody answers for: lookups fail with EAI_AGAIN for up to a minute.
+func TestE2EPodBridgeKeepsItsAddress(t *testing.T) {
+	t.Parallel()
+	testbed.Require(t)
+	b, err := os.ReadFile("/sys/class/net/sbtb0/addr_assign_type")
+	if err != nil {
+		t.Fatalf("the pod bridge: %v", err)
+	}
+	if got := strings.TrimSpace(string(b)); got != "3" {
+		t.Errorf("sbtb0 addr_assign_type = %s, want 3 (set): its MAC address follows its ports", got)
+	}
+}
