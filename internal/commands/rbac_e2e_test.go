@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -174,18 +173,7 @@ func waitBound(t *testing.T, a boundAccount) {
 // runAs runs the stackblaze binary as the account of kubeconfig, in namespace ns (CI set).
 func runAs(t *testing.T, kubeconfig, ns string, args ...string) testbed.Result {
 	t.Helper()
-	cmd := commandAs(t, kubeconfig, ns, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := testbed.Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var exitErr *exec.ExitError
-	switch {
-	case errors.As(err, &exitErr):
-		res.Code = exitErr.ExitCode()
-	case err != nil:
-		t.Fatalf("run stackblaze %v: %v", args, err)
-	}
+	res := testbed.RunCommand(t, commandAs(t, kubeconfig, ns, args...))
 	t.Logf("stackblaze %s -> exit %d\n%s", strings.Join(args, " "), res.Code, res.Stderr)
 	return res
 }

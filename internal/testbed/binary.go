@@ -51,7 +51,13 @@ type Result struct {
 // Run runs the binary against the test bed in namespace ns (CI set: no prompts, plain lines).
 func (e *Env) Run(t testing.TB, ns string, args ...string) Result {
 	t.Helper()
-	cmd := e.Command(t, ns, args...)
+	return RunCommand(t, e.Command(t, ns, args...))
+}
+
+// RunCommand runs cmd (the binary, as Command builds it, perhaps changed) and returns its output
+// and exit code; a binary that cannot be run fails the test.
+func RunCommand(t testing.TB, cmd *exec.Cmd) Result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -61,7 +67,7 @@ func (e *Env) Run(t testing.TB, ns string, args ...string) Result {
 	case errors.As(err, &exitErr):
 		res.Code = exitErr.ExitCode()
 	case err != nil:
-		t.Fatalf("run stackblaze %v: %v", args, err)
+		t.Fatalf("run %v: %v", cmd.Args, err)
 	}
 	return res
 }

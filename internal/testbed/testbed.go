@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -186,3 +188,23 @@ func (e *Env) NodeIP(t testing.TB) string {
 
 // NodeLabel selects the test bed's real node (hack/testbed/node.sh).
 const NodeLabel = "stackblaze.io/testbed=real"
+
+// AppDeployment is an application's Deployment as the tests use it: one replica of a real
+// container (the database image, for its psql) that runs until it is replaced. sleep as PID 1
+// ignores SIGTERM, so the grace period is short.
+func AppDeployment(name, image string, env ...corev1.EnvVar) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	grace := int64(1)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &grace, Containers: []corev1.Container{
+					{Name: "app", Image: image, Command: []string{"sleep", "infinity"}, Env: env},
+				}},
+			},
+		},
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -40,21 +39,7 @@ func TestE2ERestoreAfterRotationKeepsCredentials(t *testing.T) {
 			t.Fatalf("%s: the Secret's credentials of %s do not log in: exit %d\n%s", when, db, r.Code, r.Stderr)
 		}
 	}
-	image := database.DefaultImageRepository + ":17"
-	grace := int64(1)
-	labels := map[string]string{"app": "web"}
-	web := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &grace, Containers: []corev1.Container{
-					{Name: "app", Image: image, Command: []string{"sleep", "infinity"}},
-				}},
-			},
-		},
-	}
+	web := testbed.AppDeployment("web", database.DefaultImageRepository+":17")
 	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, web, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -112,22 +111,7 @@ func setup(t *testing.T, env *testbed.Env, db string) string {
 	if r := env.Run(t, ns, "db", "create", db, "--storage", "1Gi"); r.Code != 0 {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
-	labels := map[string]string{"app": "web"}
-	oneSecond := int64(1)
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &oneSecond, Containers: []corev1.Container{{
-					// A real container that runs until it is replaced (the database image has sleep,
-					// which as PID 1 ignores SIGTERM: a short grace period).
-					Name: "web", Image: database.DefaultImageRepository + ":17", Command: []string{"sleep", "infinity"},
-				}}},
-			},
-		},
-	}
+	d := testbed.AppDeployment("web", database.DefaultImageRepository+":17")
 	if _, err := env.Client.AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
