@@ -1,15 +1,7 @@
 // Package rotatecreds is `stackblaze db rotate-credentials NAME`: a new password for the
-// application, set without ever leaving a running app with a password the database refuses.
-//
-// The database has two login roles that act as one application role (the owner NAME and
-// NAME_b, a member of it whose sessions start as the owner). A rotation gives the standby role
-// (the one the Secret does not name) a new password, sent as a SCRAM-SHA-256 verifier computed
-// here, checks it by logging in, points the Secret at it, restarts the attached workloads, waits
-// for their rollouts and the grace period, and only then removes the old role's password.
-//
-// Each step is idempotent, and the rotation is recorded in the Secret NAME-rotation before the
-// database is touched: a run killed at any step leaves the old login valid (or the new one in the
-// Secret), and the next run finishes the same rotation.
+// application, set without ever leaving a running app with a password the database refuses. The
+// command asks, takes the database's rotation lock, and runs database.Rotate (which says how a
+// rotation works and why a run killed at any step leaves a state the next run repairs).
 package rotatecreds
 
 import (
@@ -25,23 +17,23 @@ import (
 	"github.com/stackblaze/stackblaze/internal/database"
 	"github.com/stackblaze/stackblaze/internal/kube"
 	"github.com/stackblaze/stackblaze/internal/output"
-	"github.com/stackblaze/stackblaze/internal/pg"
 )
 
-// Steps of a rotation, in order: the points after which Options.AfterStep is called.
+// Steps of a rotation, in order: the points after which Options.AfterStep is called
+// (database.Rotate's).
 const (
-	StepRecorded      = "recorded"
-	StepRolesReady    = "roles-ready"
-	StepPasswordSet   = "password-set"
-	StepVerified      = "verified"
-	StepSecretUpdated = "secret-updated"
-	StepRestarted     = "restarted"
-	StepRolledOut     = "rolled-out"
-	StepRetired       = "retired"
+	StepRecorded      = database.StepRecorded
+	StepRolesReady    = database.StepRolesReady
+	StepPasswordSet   = database.StepPasswordSet
+	StepVerified      = database.StepVerified
+	StepSecretUpdated = database.StepSecretUpdated
+	StepRestarted     = database.StepRestarted
+	StepRolledOut     = database.StepRolledOut
+	StepRetired       = database.StepRetired
 )
 
 // Steps lists them in order.
-var Steps = []string{StepRecorded, StepRolesReady, StepPasswordSet, StepVerified, StepSecretUpdated, StepRestarted, StepRolledOut, StepRetired}
+var Steps = database.RotationSteps
 
 // afterStep is what the commands built by NewCmdRotateCredentials call after each step. Nothing in
 // the product sets it: only this package's tests do (export_test.go), to kill a real process at a
@@ -157,12 +149,6 @@ type Result struct {
 	Password string `json:"password,omitempty"`
 }
 
-func (o *Options) step(s string) {
-	if o.AfterStep != nil {
-		o.AfterStep(s)
-	}
-}
-
 func run(ctx context.Context, o *Options) error {
 	c, err := o.Kube()
 	if err != nil {
@@ -205,190 +191,55 @@ func run(ctx context.Context, o *Options) error {
 	}
 	defer lock.Release()
 
-	res := &Result{Database: o.Name, Namespace: ns, Secret: database.CredentialsSecretName(o.Name), Restarted: []string{}}
-	creds, err := database.ReadCredentials(ctx, cs, ns, o.Name)
-	if err != nil {
-		return kerr(err)
-	}
-	rot, err := database.GetRotation(ctx, cs, ns, o.Name)
-	if err != nil {
-		return kerr(err)
-	}
-	if rot != nil {
-		res.Resumed = true
-		prog.Info("Finishing the rotation started at %s (%s → %s); --grace of that rotation: %s",
-			rot.Started.UTC().Format(time.RFC3339), rot.From, rot.To, rot.Grace)
-	} else {
-		pw, err := database.NewPassword()
-		if err != nil {
-			return err
-		}
-		now := o.Now()
-		rot = &database.Rotation{ID: fmt.Sprintf("%d", now.UnixNano()), From: creds.Username, To: database.StandbyRole(o.Name, creds.Username),
-			Password: pw, Phase: database.PhasePending, Grace: o.Grace, Started: now, Holder: kube.DefaultIdentity()}
-		if err := database.CreateRotation(ctx, cs, ns, o.Name, rot); err != nil {
-			return kerr(err)
-		}
-		prog.Done("Rotation recorded in Secret %s (%s → %s)", database.RotationSecretName(o.Name), rot.From, rot.To)
-	}
-	o.step(StepRecorded)
-	res.Username, res.PreviousUsername, res.GraceSeconds = rot.To, rot.From, rot.Grace.Seconds()
-	if creds.Username != rot.From && creds.Username != rot.To {
-		return cmdutil.Errorf(cmdutil.ExitError, "secret %s names role %s, but the rotation in progress is from %s to %s",
-			res.Secret, creds.Username, rot.From, rot.To).
-			WithHint("inspect the Secrets %s and %s", res.Secret, database.RotationSecretName(o.Name))
-	}
-
-	// The database part, as the superuser through a tunnel.
-	tctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
-	defer cancel()
-	su, err := database.ReadSuperuserPassword(ctx, cs, ns, o.Name)
-	if err != nil {
-		return kerr(err)
-	}
-	t, err := cmdutil.OpenReadyTunnel(tctx, cmdutil.ReadyTunnel{
-		Progress: prog, Scope: scope, Target: database.PodName(o.Name),
-		Login: database.Credentials{Username: "postgres", Password: su, Database: "postgres"},
-		Hint:  "; the rotation is recorded, run again to finish it",
-		Open: func() (cmdutil.Tunnel, error) {
-			return o.OpenTunnel(context.WithoutCancel(ctx), c, ns, database.PodName(o.Name), database.Port)
+	rotated, err := database.Rotate(ctx, c, o.Name, database.RotateOptions{
+		Grace: o.Grace, Wait: o.Wait, Timeout: o.Timeout, Now: o.Now, Progress: prog, AfterStep: o.AfterStep,
+		OpenAdmin: func(tctx context.Context, superuser database.Credentials) (kube.Tunnel, error) {
+			t, err := cmdutil.OpenReadyTunnel(tctx, cmdutil.ReadyTunnel{
+				Progress: prog, Scope: scope, Target: database.PodName(o.Name), Login: superuser,
+				Hint: "; the rotation is recorded, run again to finish it",
+				Open: func() (cmdutil.Tunnel, error) {
+					return o.OpenTunnel(context.WithoutCancel(ctx), c, ns, database.PodName(o.Name), database.Port)
+				},
+			})
+			return t, cmdutil.AsTimeout(err, ctx, tctx)
 		},
 	})
 	if err != nil {
-		return cmdutil.AsTimeout(err, ctx, tctx)
-	}
-	defer t.Close()
-	admin := pg.Login{Host: "127.0.0.1", Port: t.Port(), User: "postgres", Password: su, Database: "postgres"}
-	conn, err := pg.Connect(tctx, admin)
-	if err != nil {
 		prog.Stop()
-		return err
+		return rotateError(err, scope)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	prog.Done("Connected as the superuser through %s", t.Addr())
-
-	owner, alt := database.RoleName(o.Name), database.AltRoleName(o.Name)
-	if err := pg.EnsureLoginRoles(tctx, conn, owner, alt); err != nil {
-		return err
-	}
-	prog.Done("Login roles %s and %s ready (both act as %s)", owner, alt, owner)
-	o.step(StepRolesReady)
-
-	newLogin := pg.Login{Host: "127.0.0.1", Port: t.Port(), User: rot.To, Password: rot.Password, Database: creds.Database}
-	if err := pg.TryLogin(tctx, newLogin); err != nil {
-		verifier, err := pg.ScramVerifier(rot.Password)
-		if err != nil {
-			return err
-		}
-		if err := pg.SetPasswordVerifier(tctx, conn, rot.To, verifier); err != nil {
-			return err
-		}
-		prog.Done("New password set on role %s (as a SCRAM-SHA-256 verifier)", rot.To)
-	}
-	o.step(StepPasswordSet)
-	if err := pg.CheckLogin(tctx, newLogin); err != nil {
-		return fmt.Errorf("rotate credentials for %s: the new password does not log in: %w", o.Name, err)
-	}
-	prog.Done("Logged in as %s with the new password", rot.To)
-	o.step(StepVerified)
-
-	changed, err := database.WriteCredentials(ctx, cs, ns, o.Name, rot.To, rot.Password)
-	if err != nil {
-		return kerr(err)
-	}
-	if changed {
-		prog.Done("Secret %s updated (username %s, password, DATABASE_URL)", res.Secret, rot.To)
-	}
-	if rot.Phase == database.PhasePending {
-		rot.Phase = database.PhaseSecretUpdated
-		if err := database.UpdateRotation(ctx, cs, ns, o.Name, rot); err != nil {
-			return kerr(err)
-		}
-	}
-	o.step(StepSecretUpdated)
-
-	// Workloads attached since the start are restarted too: list again.
-	if attached, err = database.ListAttachments(ctx, cs, ns, o.Name); err != nil {
-		return kerr(err)
-	}
-	workloads = database.AttachedWorkloads(attached)
-	var live []database.WorkloadRef
-	for _, w := range workloads {
-		restarted, err := database.RestartWorkload(ctx, cs, ns, w, o.Name, rot.ID)
-		var nf *database.WorkloadNotFoundError
-		if errors.As(err, &nf) {
-			continue
-		}
-		if err != nil {
-			return kerr(err)
-		}
-		live = append(live, w)
+	res := &Result{Database: o.Name, Namespace: ns, Secret: database.CredentialsSecretName(o.Name), Restarted: []string{},
+		Resumed: rotated.Resumed, RolledOut: rotated.RolledOut, OldLoginDisabled: rotated.OldLoginDisabled}
+	rot := rotated.Rotation
+	res.Username, res.PreviousUsername, res.GraceSeconds = rot.To, rot.From, rot.Grace.Seconds()
+	for _, w := range rotated.Restarted {
 		res.Restarted = append(res.Restarted, w.String())
-		if restarted {
-			prog.Done("Restarted %s", w)
-		}
 	}
-	o.step(StepRestarted)
 	if !o.Wait {
 		prog.Info("Not waiting for the rollouts: the old login %s stays valid; run `stackblaze db rotate-credentials %s --yes` again to finish", rot.From, o.Name)
-		return finish(o, res, rot)
-	}
-
-	for _, w := range live {
-		prog.Start("Waiting for the rollout of %s", w)
-		if err := database.WaitRollout(tctx, cs, ns, w); err != nil {
-			prog.Stop()
-			if ctx.Err() == nil && tctx.Err() != nil {
-				return cmdutil.Errorf(cmdutil.ExitTimeout, "the rollout of %s did not finish within %s; the old login %s stays valid", w, o.Timeout, rot.From).
-					WithHint("check it with `kubectl rollout status %s -n %s`, then run rotate-credentials again to finish", w, ns)
-			}
-			var stalled *database.RolloutStalledError
-			if errors.As(err, &stalled) {
-				return cmdutil.Errorf(cmdutil.ExitError, "%v; the old login %s stays valid", err, rot.From).
-					WithHint("fix the rollout (`kubectl rollout status %s -n %s`, `kubectl describe %s -n %s`), then run rotate-credentials again to finish", w, ns, w, ns)
-			}
-			return kerr(err)
-		}
-		prog.Done("%s rolled out", w)
-	}
-	res.RolledOut = true
-	if rot.RolledOutAt.IsZero() {
-		rot.RolledOutAt = o.Now()
-		rot.Phase = database.PhaseRolledOut
-		if err := database.UpdateRotation(ctx, cs, ns, o.Name, rot); err != nil {
-			return kerr(err)
-		}
-	}
-	o.step(StepRolledOut)
-
-	if wait := rot.RolledOutAt.Add(rot.Grace).Sub(o.Now()); wait > 0 {
-		prog.Start("Grace period: the old login %s stays valid for %s", rot.From, wait.Round(time.Second))
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			prog.Stop()
-			return kerr(ctx.Err())
-		case <-timer.C:
-		}
-		prog.Done("Grace period of %s over", rot.Grace)
-	}
-	// A fresh connection: the grace period may have outlasted the first one's idle timeouts.
-	rconn, err := pg.Connect(ctx, admin)
-	if err != nil {
-		return err
-	}
-	defer rconn.Close(context.WithoutCancel(ctx))
-	if err := pg.DisablePassword(ctx, rconn, rot.From); err != nil {
-		return err
-	}
-	res.OldLoginDisabled = true
-	prog.Done("Old login %s disabled", rot.From)
-	o.step(StepRetired)
-	if err := database.DeleteRotation(ctx, cs, ns, o.Name, rot); err != nil {
-		return kerr(err)
 	}
 	return finish(o, res, rot)
+}
+
+// rotateError words what database.Rotate returns.
+func rotateError(err error, scope cmdutil.Scope) error {
+	ns := scope.Namespace
+	var mismatch *database.RotationMismatchError
+	if errors.As(err, &mismatch) {
+		return cmdutil.Errorf(cmdutil.ExitError, "%v", err).
+			WithHint("inspect the Secrets %s and %s", mismatch.Secret, database.RotationSecretName(mismatch.Database))
+	}
+	var rollout *database.RolloutError
+	if errors.As(err, &rollout) {
+		w := rollout.Workload
+		if rollout.TimedOut {
+			return cmdutil.Errorf(cmdutil.ExitTimeout, "%v", err).
+				WithHint("check it with `kubectl rollout status %s -n %s`, then run rotate-credentials again to finish", w, ns)
+		}
+		return cmdutil.Errorf(cmdutil.ExitError, "%v", err).
+			WithHint("fix the rollout (`kubectl rollout status %s -n %s`, `kubectl describe %s -n %s`), then run rotate-credentials again to finish", w, ns, w, ns)
+	}
+	return cmdutil.KubeError(err, scope)
 }
 
 func finish(o *Options, res *Result, rot *database.Rotation) error {
