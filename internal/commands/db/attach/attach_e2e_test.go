@@ -15,29 +15,15 @@ import (
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
-var (
-	appImage  = database.DefaultImageRepository + ":17"
-	sleep     = []string{"sleep", "infinity"}
-	oneSecond = int64(1)
-)
+var appImage = database.DefaultImageRepository + ":17"
 
+// deployment is an app (testbed.AppDeployment) with a variable of its own and a second container,
+// so that attach's changes to every container, and only its own entries, can be seen.
 func deployment(name string, env ...corev1.EnvVar) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: &oneSecond, Containers: []corev1.Container{
-					// Real containers that run until they are replaced (the database image has
-					// sleep, which as PID 1 ignores SIGTERM: a short grace period).
-					{Name: "app", Image: appImage, Command: sleep, Env: append([]corev1.EnvVar{{Name: "OTHER", Value: "kept"}}, env...)},
-					{Name: "sidecar", Image: appImage, Command: sleep},
-				}},
-			},
-		},
-	}
+	d := testbed.AppDeployment(name, appImage, append([]corev1.EnvVar{{Name: "OTHER", Value: "kept"}}, env...)...)
+	spec := &d.Spec.Template.Spec
+	spec.Containers = append(spec.Containers, corev1.Container{Name: "sidecar", Image: appImage, Command: []string{"sleep", "infinity"}})
+	return d
 }
 
 func getDeployment(t *testing.T, env *testbed.Env, ns, name string) *appsv1.Deployment {
