@@ -10,7 +10,6 @@ import (
 	"github.com/stackblaze/stackblaze/internal/pg"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -23,33 +22,15 @@ type Existing struct {
 	Credentials *corev1.Secret
 }
 
-// GetExisting reads the StatefulSet and the Secrets of a database; missing ones are nil.
-func GetExisting(ctx context.Context, cs kubernetes.Interface, ns, name string) (*Existing, error) {
+// ExistingIn picks a database's StatefulSet and Secrets out of what Guard read; missing ones are
+// nil.
+func ExistingIn(found Found, name string) *Existing {
 	var e Existing
-	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return nil, fmt.Errorf("get statefulset %s: %w", name, err)
-	default:
-		e.StatefulSet = sts
-	}
-	for _, s := range []struct {
-		name string
-		dst  **corev1.Secret
-	}{{SuperuserSecretName(name), &e.Superuser}, {CredentialsSecretName(name), &e.Credentials}} {
-		sec, err := cs.CoreV1().Secrets(ns).Get(ctx, s.name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return nil, fmt.Errorf("get secret %s: %w", s.name, err)
-		default:
-			*s.dst = sec
-		}
-	}
-	return &e, nil
+	e.StatefulSet, _ = found[ObjectRef{"StatefulSet", name}].(*appsv1.StatefulSet)
+	e.Superuser, _ = found[ObjectRef{"Secret", SuperuserSecretName(name)}].(*corev1.Secret)
+	e.Credentials, _ = found[ObjectRef{"Secret", CredentialsSecretName(name)}].(*corev1.Secret)
+	return &e
 }
-
 
 // Diff compares the spec recorded on an existing StatefulSet with a requested one and returns
 // one line per difference, or nothing.
@@ -150,65 +131,50 @@ func (c Change) String() string {
 }
 
 // Apply writes every object of a database with server-side apply and returns those it created or
-// changed; none means the cluster already held exactly this.
-func Apply(ctx context.Context, cs kubernetes.Interface, o Objects) ([]Change, error) {
+// changed (against before, the objects as Guard read them); none means the cluster already held
+// exactly this.
+func Apply(ctx context.Context, cs kubernetes.Interface, o Objects, before Found) ([]Change, error) {
 	ns := *o.StatefulSet.Namespace
 	var changes []Change
 	secrets := cs.CoreV1().Secrets(ns)
 	for _, sec := range []*secretAC{o.SuperuserSecret, o.CredentialsSecret} {
-		if err := applyObject(ctx, &changes, "Secret", *sec.Name, secrets.Get, secrets.Apply, sec); err != nil {
+		if err := applyObject(ctx, &changes, before, "Secret", *sec.Name, secrets.Apply, sec); err != nil {
 			return changes, err
 		}
 	}
 	cms := cs.CoreV1().ConfigMaps(ns)
-	if err := applyObject(ctx, &changes, "ConfigMap", *o.InitConfigMap.Name, cms.Get, cms.Apply, o.InitConfigMap); err != nil {
+	if err := applyObject(ctx, &changes, before, "ConfigMap", *o.InitConfigMap.Name, cms.Apply, o.InitConfigMap); err != nil {
 		return changes, err
 	}
 	services := cs.CoreV1().Services(ns)
 	for _, svc := range []*serviceAC{o.HeadlessService, o.Service} {
-		if err := applyObject(ctx, &changes, "Service", *svc.Name, services.Get, services.Apply, svc); err != nil {
+		if err := applyObject(ctx, &changes, before, "Service", *svc.Name, services.Apply, svc); err != nil {
 			return changes, err
 		}
 	}
 	nps := cs.NetworkingV1().NetworkPolicies(ns)
-	if err := applyObject(ctx, &changes, "NetworkPolicy", *o.NetworkPolicy.Name, nps.Get, nps.Apply, o.NetworkPolicy); err != nil {
+	if err := applyObject(ctx, &changes, before, "NetworkPolicy", *o.NetworkPolicy.Name, nps.Apply, o.NetworkPolicy); err != nil {
 		return changes, err
 	}
 	stss := cs.AppsV1().StatefulSets(ns)
-	err := applyObject(ctx, &changes, "StatefulSet", *o.StatefulSet.Name, stss.Get, stss.Apply, o.StatefulSet)
+	err := applyObject(ctx, &changes, before, "StatefulSet", *o.StatefulSet.Name, stss.Apply, o.StatefulSet)
 	return changes, err
 }
 
 // applyObject writes one object with server-side apply (stackblaze's field manager, taking
 // ownership of conflicting fields) and appends it to changes when it was created or its
-// resourceVersion moved, read with get before.
-func applyObject[AC any, T metaObject](ctx context.Context, changes *[]Change, kind, name string,
-	get func(context.Context, string, metav1.GetOptions) (T, error),
+// resourceVersion moved.
+func applyObject[AC any, T metaObject](ctx context.Context, changes *[]Change, before Found, kind, name string,
 	apply func(context.Context, AC, metav1.ApplyOptions) (T, error), ac AC) error {
-	before, err := rv(get(ctx, name, metav1.GetOptions{}))
-	if err != nil {
-		return fmt.Errorf("get %s %s: %w", strings.ToLower(kind), name, err)
-	}
+	was, existed := before[ObjectRef{kind, name}]
 	got, err := apply(ctx, ac, metav1.ApplyOptions{FieldManager: kube.FieldManager, Force: true})
 	if err != nil {
 		return fmt.Errorf("apply %s %s: %w", strings.ToLower(kind), name, err)
 	}
-	if after := got.GetResourceVersion(); before == nil || *before != after {
-		*changes = append(*changes, Change{Kind: kind, Name: name, Created: before == nil})
+	if !existed || was.GetResourceVersion() != got.GetResourceVersion() {
+		*changes = append(*changes, Change{Kind: kind, Name: name, Created: !existed})
 	}
 	return nil
 }
 
 type metaObject interface{ GetResourceVersion() string }
-
-// rv returns an object's resourceVersion, nil when it does not exist.
-func rv[T metaObject](obj T, err error) (*string, error) {
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	v := obj.GetResourceVersion()
-	return &v, nil
-}

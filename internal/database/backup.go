@@ -11,7 +11,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -91,8 +90,9 @@ func GetBackupStatus(ctx context.Context, cs kubernetes.Interface, ns string, st
 	if b.Repo.Type == "posix" {
 		b.VolumeClaim = BackupPVCName(sts.Name)
 	}
-	if sched, err := CurrentBackupSchedule(ctx, cs, ns, sts.Name); err == nil && sched != nil {
-		b.Schedule, b.TimeZone, b.CronJob = sched.Cron, sched.TimeZone, BackupScheduleName(sts.Name)
+	if cj, err := cs.BatchV1().CronJobs(ns).Get(ctx, BackupScheduleName(sts.Name), metav1.GetOptions{}); err == nil {
+		sched := scheduleOf(cj)
+		b.Schedule, b.TimeZone, b.CronJob = sched.Cron, sched.TimeZone, cj.Name
 	}
 	return b
 }
@@ -227,15 +227,17 @@ type BackupSchedule struct {
 // BackupTimeZone is the time zone of every daily backup schedule.
 const BackupTimeZone = "Etc/UTC"
 
-// CurrentBackupSchedule reads the schedule a database has; nil when it has none.
-func CurrentBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name string) (*BackupSchedule, error) {
-	cj, err := cs.BatchV1().CronJobs(ns).Get(ctx, BackupScheduleName(name), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, nil
+// BackupScheduleIn is the schedule a database has, out of what Guard read; nil when it has none.
+func BackupScheduleIn(found Found, name string) *BackupSchedule {
+	cj, ok := found[ObjectRef{"CronJob", BackupScheduleName(name)}].(*batchv1.CronJob)
+	if !ok {
+		return nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("get cronjob %s: %w", BackupScheduleName(name), err)
-	}
+	return scheduleOf(cj)
+}
+
+// scheduleOf reads a backup CronJob's schedule.
+func scheduleOf(cj *batchv1.CronJob) *BackupSchedule {
 	s := &BackupSchedule{Cron: cj.Spec.Schedule}
 	if cj.Spec.TimeZone != nil {
 		s.TimeZone = *cj.Spec.TimeZone
@@ -243,7 +245,7 @@ func CurrentBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, nam
 	for _, c := range cj.Spec.JobTemplate.Spec.Template.Spec.Containers {
 		s.Image = c.Image
 	}
-	return s, nil
+	return s
 }
 
 // backupJobLabels label the backup job's pods. They share the database's labels except the
@@ -256,27 +258,27 @@ func backupJobLabels(name string) map[string]string {
 }
 
 // ApplyBackupSchedule writes the daily backup of a database: a CronJob that runs the stackblaze
-// image's `db backup create`, with a ServiceAccount bound to a Role of BackupRoleRules. It
-// returns the objects it created or changed.
-func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name string, sched BackupSchedule) ([]Change, error) {
+// image's `db backup create`, with a ServiceAccount bound to a Role of BackupRoleRules. before
+// is what Guard read of BackupScheduleObjects. It returns the objects it created or changed.
+func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name string, sched BackupSchedule, before Found) ([]Change, error) {
 	n := BackupScheduleName(name)
 	labels := Labels(name)
 	var changes []Change
 	sas := cs.CoreV1().ServiceAccounts(ns)
 	sa := corev1ac.ServiceAccount(n, ns).WithLabels(labels).WithAutomountServiceAccountToken(false)
-	if err := applyObject(ctx, &changes, "ServiceAccount", n, sas.Get, sas.Apply, sa); err != nil {
+	if err := applyObject(ctx, &changes, before, "ServiceAccount", n, sas.Apply, sa); err != nil {
 		return changes, err
 	}
 	roles := cs.RbacV1().Roles(ns)
 	role := rbacv1ac.Role(n, ns).WithLabels(labels).WithRules(BackupRoleRules(name)...)
-	if err := applyObject(ctx, &changes, "Role", n, roles.Get, roles.Apply, role); err != nil {
+	if err := applyObject(ctx, &changes, before, "Role", n, roles.Apply, role); err != nil {
 		return changes, err
 	}
 	rbs := cs.RbacV1().RoleBindings(ns)
 	rb := rbacv1ac.RoleBinding(n, ns).WithLabels(labels).
 		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(n)).
 		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(n).WithNamespace(ns))
-	if err := applyObject(ctx, &changes, "RoleBinding", n, rbs.Get, rbs.Apply, rb); err != nil {
+	if err := applyObject(ctx, &changes, before, "RoleBinding", n, rbs.Apply, rb); err != nil {
 		return changes, err
 	}
 
@@ -312,7 +314,7 @@ func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name 
 								WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 							WithContainers(container))))))
 	cjs := cs.BatchV1().CronJobs(ns)
-	err := applyObject(ctx, &changes, "CronJob", n, cjs.Get, cjs.Apply, cj)
+	err := applyObject(ctx, &changes, before, "CronJob", n, cjs.Apply, cj)
 	return changes, err
 }
 

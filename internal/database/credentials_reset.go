@@ -17,13 +17,15 @@ import (
 // none. The restored catalog holds the passwords of the backup's time, which rotations since may
 // have replaced. It returns dst's credentials.
 func ResetCredentials(ctx context.Context, c *kube.Client, src, dst string) (Credentials, error) {
-	srcCreds, err := ReadCredentials(ctx, c.Clientset, c.Namespace, src)
-	if err != nil {
-		return Credentials{}, err
-	}
 	creds, err := ReadCredentials(ctx, c.Clientset, c.Namespace, dst)
 	if err != nil {
 		return Credentials{}, err
+	}
+	srcCreds := creds
+	if src != dst {
+		if srcCreds, err = ReadCredentials(ctx, c.Clientset, c.Namespace, src); err != nil {
+			return Credentials{}, err
+		}
 	}
 	super, err := ReadSuperuserPassword(ctx, c.Clientset, c.Namespace, dst)
 	if err != nil {

@@ -1,7 +1,6 @@
 package database_test
 
 import (
-	"context"
 	"io"
 	"strings"
 	"testing"
@@ -30,10 +29,7 @@ func TestE2EFirstPasswordNeverInTheServerLog(t *testing.T) {
 	plan, _ := database.LookupPlan("hobby")
 	spec := database.Spec{Name: "logged", Version: database.DefaultVersion, Storage: resource.MustParse("1Gi"), Plan: plan,
 		Settings: []string{"log_statement=all", "log_connections=on"}}
-	open := func(ctx context.Context, c *kube.Client, ns, pod string, port int) (kube.Tunnel, error) {
-		return tunnel.Open(ctx, tunnel.Config{REST: c.REST, Client: c.Clientset, Logf: t.Logf}, tunnel.Target{Namespace: ns, Pod: pod, Port: port})
-	}
-	p, err := database.Provision(ctx, c, database.ProvisionOptions{Spec: spec, Timeout: 4 * time.Minute, OpenTunnel: open, CheckLogin: pg.CheckLogin})
+	p, err := database.Provision(ctx, c, database.ProvisionOptions{Spec: spec, Timeout: 4 * time.Minute, OpenTunnel: tunnel.Opener(t.Logf), CheckLogin: pg.CheckLogin})
 	if err != nil {
 		t.Fatalf("provision: %v", err)
 	}

@@ -41,14 +41,13 @@ func Owned(name string) []ObjectRef {
 	}
 }
 
-// RotationObjects are what rotate-credentials writes: the credentials, the superuser Secret (the
-// password's verifier), the rotation record and the lock.
+// RotationObjects are the Secrets rotate-credentials writes: the credentials, the superuser Secret
+// (the password's verifier) and the rotation record. (Its lock is checked as it is taken.)
 func RotationObjects(name string) []ObjectRef {
 	return []ObjectRef{
 		{"Secret", CredentialsSecretName(name)},
 		{"Secret", SuperuserSecretName(name)},
 		{"Secret", RotationSecretName(name)},
-		{"Lease", LockName(name, "rotate")},
 	}
 }
 
@@ -77,38 +76,48 @@ func (e *ForeignObjectError) Error() string {
 		e.Database, e.Object, e.Namespace)
 }
 
+// Found are the objects Guard read, by reference: what the cluster holds of a database's objects
+// that are its own.
+type Found map[ObjectRef]metav1.Object
+
 // Guard checks, before any write, that each object in refs is absent or owned by database name;
-// the first that is neither is a *ForeignObjectError.
-func Guard(ctx context.Context, cs kubernetes.Interface, ns, name string, refs []ObjectRef) error {
+// the first that is neither is a *ForeignObjectError. It returns the objects it read, so that the
+// caller need not read them again.
+func Guard(ctx context.Context, cs kubernetes.Interface, ns, name string, refs []ObjectRef) (Found, error) {
+	found := Found{}
 	for _, r := range refs {
-		labels, found, err := objectLabels(ctx, cs, ns, r)
+		obj, err := getObject(ctx, cs, ns, r)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if found && !IsOwnedBy(labels, name) {
-			return &ForeignObjectError{Database: name, Namespace: ns, Object: r}
+		if obj == nil {
+			continue
 		}
+		if !IsOwnedBy(obj.GetLabels(), name) {
+			return nil, &ForeignObjectError{Database: name, Namespace: ns, Object: r}
+		}
+		found[r] = obj
 	}
-	return nil
+	return found, nil
 }
 
 // Foreign lists the objects in refs that exist and are not owned by database name.
 func Foreign(ctx context.Context, cs kubernetes.Interface, ns, name string, refs []ObjectRef) ([]ObjectRef, error) {
 	var out []ObjectRef
 	for _, r := range refs {
-		labels, found, err := objectLabels(ctx, cs, ns, r)
+		obj, err := getObject(ctx, cs, ns, r)
 		if err != nil {
 			return out, err
 		}
-		if found && !IsOwnedBy(labels, name) {
+		if obj != nil && !IsOwnedBy(obj.GetLabels(), name) {
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-// objectLabels reads the labels of one object; found is false when it does not exist.
-func objectLabels(ctx context.Context, cs kubernetes.Interface, ns string, r ObjectRef) (map[string]string, bool, error) {
+// getObject reads one object; nil when it does not exist.
+func getObject(ctx context.Context, cs kubernetes.Interface, ns string, r ObjectRef) (metav1.Object, error) {
 	var (
 		m   metav1.Object
 		err error
@@ -138,13 +147,13 @@ func objectLabels(ctx context.Context, cs kubernetes.Interface, ns string, r Obj
 	case "Lease":
 		m, err = cs.CoordinationV1().Leases(ns).Get(ctx, r.Name, get)
 	default:
-		return nil, false, fmt.Errorf("no ownership check for kind %s", r.Kind)
+		return nil, fmt.Errorf("no ownership check for kind %s", r.Kind)
 	}
 	if apierrors.IsNotFound(err) {
-		return nil, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("get %s: %w", r, err)
+		return nil, fmt.Errorf("get %s: %w", r, err)
 	}
-	return m.GetLabels(), true, nil
+	return m, nil
 }

@@ -111,13 +111,11 @@ func Provision(ctx context.Context, c *kube.Client, o ProvisionOptions) (*Provis
 	spec.Namespace = c.Namespace
 
 	prog.Start("Checking the namespace %s", spec.Namespace)
-	if err := Guard(ctx, c.Clientset, spec.Namespace, spec.Name, Owned(spec.Name)); err != nil {
-		return nil, err
-	}
-	existing, err := GetExisting(ctx, c.Clientset, spec.Namespace, spec.Name)
+	found, err := Guard(ctx, c.Clientset, spec.Namespace, spec.Name, Owned(spec.Name))
 	if err != nil {
 		return nil, err
 	}
+	existing := ExistingIn(found, spec.Name)
 	replicas := int32(1)
 	if sts := existing.StatefulSet; sts != nil {
 		if d := Diff(sts, spec); len(d) > 0 {
@@ -136,15 +134,11 @@ func Provision(ctx context.Context, c *kube.Client, o ProvisionOptions) (*Provis
 	}
 
 	prog.Start("Writing the objects of %s", spec.Name)
-	changes, err := Apply(ctx, c.Clientset, BuildObjects(spec, creds, replicas))
+	changes, err := Apply(ctx, c.Clientset, BuildObjects(spec, creds, replicas), found)
 	if err != nil {
 		return nil, err
 	}
-	sched, err := o.backupSchedule(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	more, err := ApplyBackupSchedule(ctx, c.Clientset, spec.Namespace, spec.Name, sched)
+	more, err := ApplyBackupSchedule(ctx, c.Clientset, spec.Namespace, spec.Name, o.backupSchedule(found), found)
 	changes = append(changes, more...)
 	if err != nil {
 		return nil, err
@@ -209,8 +203,9 @@ func Provision(ctx context.Context, c *kube.Client, o ProvisionOptions) (*Provis
 }
 
 // backupSchedule is the daily backup Provision writes: BackupCron when the user chose it;
-// otherwise the schedule and image the database already has, or the defaults for a new one.
-func (o ProvisionOptions) backupSchedule(ctx context.Context, c *kube.Client) (BackupSchedule, error) {
+// otherwise the schedule and image the database already has (in found), or the defaults for a new
+// one.
+func (o ProvisionOptions) backupSchedule(found Found) BackupSchedule {
 	want := BackupSchedule{Cron: o.BackupCron, Image: o.BackupImage}
 	if want.Image == "" {
 		want.Image = BackupImage("")
@@ -218,9 +213,9 @@ func (o ProvisionOptions) backupSchedule(ctx context.Context, c *kube.Client) (B
 	if want.Cron == "" {
 		want.Cron, _ = ParseAt(DefaultBackupAt)
 	}
-	cur, err := CurrentBackupSchedule(ctx, c.Clientset, c.Namespace, o.Spec.Name)
-	if err != nil || cur == nil {
-		return want, err
+	cur := BackupScheduleIn(found, o.Spec.Name)
+	if cur == nil {
+		return want
 	}
 	if !o.BackupCronSet {
 		want.Cron = cur.Cron
@@ -228,7 +223,7 @@ func (o ProvisionOptions) backupSchedule(ctx context.Context, c *kube.Client) (B
 	if cur.Image != "" {
 		want.Image = cur.Image
 	}
-	return want, nil
+	return want
 }
 
 // VerifyLogin logs in with creds through a fresh port-forward to the database pod.
@@ -247,26 +242,30 @@ func VerifyLogin(ctx context.Context, open kube.TunnelOpener, check func(context
 
 // CreateAccess is what create needs beyond reading; checked before anything is written, so that a
 // user without it gets one clear error and no half-made database.
-var CreateAccess = []kube.Access{
-	{Verb: "create", Resource: "secrets"},
-	{Verb: "patch", Resource: "secrets"},
-	{Verb: "create", Resource: "configmaps"},
-	{Verb: "patch", Resource: "configmaps"},
-	{Verb: "create", Resource: "services"},
-	{Verb: "patch", Resource: "services"},
-	{Verb: "create", Group: "networking.k8s.io", Resource: "networkpolicies"},
-	{Verb: "patch", Group: "networking.k8s.io", Resource: "networkpolicies"},
-	{Verb: "create", Group: "apps", Resource: "statefulsets"},
-	{Verb: "patch", Group: "apps", Resource: "statefulsets"},
+var CreateAccess = append(createAndPatch(
+	kube.Access{Resource: "secrets"},
+	kube.Access{Resource: "configmaps"},
+	kube.Access{Resource: "services"},
+	kube.Access{Group: "networking.k8s.io", Resource: "networkpolicies"},
+	kube.Access{Group: "apps", Resource: "statefulsets"},
 	// The daily backup: its CronJob, and the ServiceAccount, Role and RoleBinding it runs as.
-	{Verb: "create", Group: "batch", Resource: "cronjobs"},
-	{Verb: "patch", Group: "batch", Resource: "cronjobs"},
-	{Verb: "create", Resource: "serviceaccounts"},
-	{Verb: "patch", Resource: "serviceaccounts"},
-	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "roles"},
-	{Verb: "patch", Group: "rbac.authorization.k8s.io", Resource: "roles"},
-	{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "rolebindings"},
-	{Verb: "patch", Group: "rbac.authorization.k8s.io", Resource: "rolebindings"},
+	kube.Access{Group: "batch", Resource: "cronjobs"},
+	kube.Access{Resource: "serviceaccounts"},
+	kube.Access{Group: "rbac.authorization.k8s.io", Resource: "roles"},
+	kube.Access{Group: "rbac.authorization.k8s.io", Resource: "rolebindings"},
+),
 	// Granting the backup Role needs the permissions it grants (RBAC refuses escalation).
-	{Verb: "create", Resource: "pods", Subresource: "exec"},
+	kube.Access{Verb: "create", Resource: "pods", Subresource: "exec"},
+)
+
+// createAndPatch is create and patch (server-side apply) on each resource.
+func createAndPatch(resources ...kube.Access) []kube.Access {
+	var out []kube.Access
+	for _, r := range resources {
+		for _, verb := range []string{"create", "patch"} {
+			r.Verb = verb
+			out = append(out, r)
+		}
+	}
+	return out
 }

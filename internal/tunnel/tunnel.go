@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stackblaze/stackblaze/internal/kube"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -314,3 +315,14 @@ func (t *Tunnel) portForwardURL(pod string) *url.URL {
 // getBuf returns a buffer for one SPDY data frame: its header and copyBufferSize of data.
 func (t *Tunnel) getBuf() *[]byte  { return t.bufs.Get().(*[]byte) }
 func (t *Tunnel) putBuf(b *[]byte) { t.bufs.Put(b) }
+
+// Opener is a kube.TunnelOpener that opens this package's tunnels, logging with logf (nil: no
+// logging).
+func Opener(logf func(format string, args ...any)) kube.TunnelOpener {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	return func(ctx context.Context, c *kube.Client, namespace, pod string, port int) (kube.Tunnel, error) {
+		return Open(ctx, Config{REST: c.REST, Client: c.Clientset, Logf: logf}, Target{Namespace: namespace, Pod: pod, Port: port})
+	}
+}

@@ -40,7 +40,7 @@ type Lock struct {
 func AcquireLock(ctx context.Context, prog *output.Progress, c *kube.Client, name string, r LockRequest) (*Lock, error) {
 	lease := database.LockName(name, r.Operation)
 	// A Lease of that name that is not the database's is never taken over.
-	if err := database.Guard(ctx, c.Clientset, c.Namespace, name, []database.ObjectRef{{Kind: "Lease", Name: lease}}); err != nil {
+	if _, err := database.Guard(ctx, c.Clientset, c.Namespace, name, []database.ObjectRef{{Kind: "Lease", Name: lease}}); err != nil {
 		prog.Stop()
 		return nil, KubeError(err, ScopeOf(c, name))
 	}

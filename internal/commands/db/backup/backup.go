@@ -204,10 +204,11 @@ func runSchedule(ctx context.Context, o *Options) error {
 		return err
 	}
 	sched, _ := database.ParseAt(o.At)
-	if err := database.Guard(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, database.BackupScheduleObjects(o.Name)); err != nil {
+	found, err := database.Guard(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, database.BackupScheduleObjects(o.Name))
+	if err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
 	}
-	if _, err := database.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, database.BackupSchedule{Cron: sched, Image: o.Image}); err != nil {
+	if _, err := database.ApplyBackupSchedule(ctx, t.Client.Clientset, t.Client.Namespace, o.Name, database.BackupSchedule{Cron: sched, Image: o.Image}, found); err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(t.Client, o.Name))
 	}
 	res := ScheduleResult{Database: o.Name, CronJob: database.BackupScheduleName(o.Name), Schedule: sched, TimeZone: database.BackupTimeZone, Image: o.Image, ServiceAccount: database.BackupScheduleName(o.Name)}

@@ -38,6 +38,21 @@ func superuserSQL(t *testing.T, env *testbed.Env, ns, db, sql string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// waitArchived switches to a new WAL segment and waits until the server's archiver reports what
+// archived says (SQL over pg_stat_archiver that is true once the WAL is in the repository). No
+// event announces it: the archiver's statistics are read again until then, for up to a minute.
+func waitArchived(t *testing.T, psql func(string) string, archived string) {
+	t.Helper()
+	psql("select pg_switch_wal()")
+	deadline := time.Now().Add(time.Minute)
+	for psql("select coalesce("+archived+", false) from pg_stat_archiver") != "t" {
+		if time.Now().After(deadline) {
+			t.Fatalf("WAL not archived (%s): %s", archived, psql("select last_failed_wal, last_failed_time from pg_stat_archiver"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
@@ -66,14 +81,7 @@ func TestE2EBackupCreateListRestoreSchedule(t *testing.T) {
 	psql("insert into t select generate_series(1, 10)")
 	asApp("bk", "create table app_t (i int); insert into app_t values (1)")
 	// create prepared the repository: WAL is archived before any backup was taken.
-	psql("select pg_switch_wal()")
-	deadline := time.Now().Add(60 * time.Second)
-	for psql("select archived_count > 0 from pg_stat_archiver") != "t" {
-		if time.Now().After(deadline) {
-			t.Fatalf("no WAL archived after create: %s", psql("select last_failed_wal, last_failed_time from pg_stat_archiver"))
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitArchived(t, psql, "archived_count > 0")
 
 	c := must("db", "backup", "create", "bk", "-o", "json")
 	var created struct {

@@ -87,14 +87,7 @@ func TestE2ERestoreAfterRotationKeepsCredentials(t *testing.T) {
 	point := psql("select to_char(date_trunc('second', now() at time zone 'UTC') + interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
 	psql("select pg_sleep_until('" + point + "'::timestamptz + interval '1 second')")
 	psql("insert into t values (3)")
-	psql("select pg_switch_wal()")
-	deadline := time.Now().Add(time.Minute)
-	for psql("select coalesce(last_archived_time > '"+point+"'::timestamptz + interval '1 second', false) from pg_stat_archiver") != "t" {
-		if time.Now().After(deadline) {
-			t.Fatalf("the WAL of %s is not archived: %s", point, psql("select last_failed_wal, last_failed_time from pg_stat_archiver"))
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitArchived(t, psql, "last_archived_time > '"+point+"'::timestamptz + interval '1 second'")
 	before := must("db", "rotate-credentials", "rot", "--yes", "-o", "json").Stdout
 	if !strings.Contains(before, "rot") {
 		t.Fatalf("rotate-credentials: %s", before)

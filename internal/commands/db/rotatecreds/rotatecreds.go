@@ -161,7 +161,7 @@ func run(ctx context.Context, o *Options) error {
 		return kerr(err)
 	}
 	// What rotation writes must be the database's own: its Secrets and its lock.
-	if err := database.Guard(ctx, cs, ns, o.Name, database.RotationObjects(o.Name)); err != nil {
+	if _, err := database.Guard(ctx, cs, ns, o.Name, database.RotationObjects(o.Name)); err != nil {
 		return kerr(err)
 	}
 	attached, err := database.ListAttachments(ctx, cs, ns, o.Name)
