@@ -87,6 +87,14 @@ init() {
 }
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  # A major version upgrade or its way back (upgrade.sh) moves PGDATA aside for a moment: a
+  # database that starts then must not initialise an empty one in its place.
+  for d in "$PGDATA.upgrade" "$PGDATA.revert" "$(dirname "$PGDATA")/pgdata.pre-upgrade"; do
+    if [ -e "$d" ]; then
+      log "$PGDATA is missing and $d exists: a major version upgrade did not finish; run stackblaze db upgrade again"
+      exit 1
+    fi
+  done
   init "$@"
 fi
 # A volume whose ownership the kubelet sets for fsGroup on every mount (fsGroupChangePolicy

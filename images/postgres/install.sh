@@ -25,7 +25,8 @@ prepare)
 packages)
   major=${2:?usage: install.sh packages MAJOR}
   # locales: en_US.UTF-8 besides C.UTF-8, for data directories initialised elsewhere with it.
-  echo "postgresql-$major pgbackrest ca-certificates procps locales"
+  # patchelf and socat: major version upgrades (upgrade.sh).
+  echo "postgresql-$major pgbackrest ca-certificates procps locales patchelf socat"
   ;;
 finish)
   major=${2:?usage: install.sh finish MAJOR}

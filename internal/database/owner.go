@@ -38,6 +38,9 @@ func Owned(name string) []ObjectRef {
 		{"PersistentVolumeClaim", BackupPVCName(name)},
 		{"Lease", LockName(name, "migrate")},
 		{"Lease", LockName(name, "rotate")},
+		{"Lease", LockName(name, "upgrade")},
+		{"Pod", UpgradePodName(name)},
+		{"Pod", UpgradeCheckPodName(name)},
 	}
 }
 
@@ -146,6 +149,8 @@ func getObject(ctx context.Context, cs kubernetes.Interface, ns string, r Object
 		m, err = cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, r.Name, get)
 	case "Lease":
 		m, err = cs.CoordinationV1().Leases(ns).Get(ctx, r.Name, get)
+	case "Pod":
+		m, err = cs.CoreV1().Pods(ns).Get(ctx, r.Name, get)
 	default:
 		return nil, fmt.Errorf("no ownership check for kind %s", r.Kind)
 	}

@@ -70,6 +70,9 @@ type NotReadyError struct {
 }
 
 func (e *NotReadyError) Error() string {
+	if e.Timeout == 0 {
+		return fmt.Sprintf("database %s is not ready", e.Name)
+	}
 	return fmt.Sprintf("database %s is not ready after %s", e.Name, e.Timeout)
 }
 

@@ -11,6 +11,7 @@ const (
 	ExitConflict    = 6
 	ExitTimeout     = 7
 	ExitLockHeld    = 8
+	ExitBlocked     = 9
 	ExitInterrupted = 130
 )
 
@@ -32,5 +33,6 @@ var ExitCodes = []ExitCodeDoc{
 	{ExitConflict, "conflict", "the database exists with a different spec (version, storage, plan), restore --into names a database that exists, or attach would replace a variable set by something else"},
 	{ExitTimeout, "timeout", "a wait (--timeout) ran out before the database was ready"},
 	{ExitLockHeld, "lock-held", "another run holds the database's lock (migrate --no-wait, rotate-credentials past --lock-timeout)"},
+	{ExitBlocked, "blocked", "db upgrade: the check found something that stops the upgrade (each finding says what to do); nothing was changed"},
 	{ExitInterrupted, "interrupted", "interrupted by Ctrl-C (SIGINT) or SIGTERM"},
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db/proxy"
 	"github.com/stackblaze/stackblaze/internal/commands/db/restore"
 	"github.com/stackblaze/stackblaze/internal/commands/db/rotatecreds"
+	"github.com/stackblaze/stackblaze/internal/commands/db/upgrade"
 	"github.com/stackblaze/stackblaze/internal/commands/db/run"
 	"github.com/stackblaze/stackblaze/internal/commands/db/scale"
 	"github.com/stackblaze/stackblaze/internal/commands/db/status"
@@ -55,6 +56,7 @@ func NewCmdDB(f *cmdutil.Factory) *cobra.Command {
 		rotatecreds.NewCmdRotateCredentials(f, nil),
 		backup.NewCmdBackup(f),
 		restore.NewCmdRestore(f, nil),
+		upgrade.NewCmdUpgrade(f, nil),
 	)
 	return cmd
 }
