@@ -21,6 +21,11 @@ type Backup struct {
 	RepoSize int64 `json:"repoSizeBytes"`
 	// Error is set when pgBackRest found a checksum error in a page while copying.
 	Error bool `json:"error,omitempty"`
+	// PostgresVersion is the major version of the backed-up data ("15").
+	PostgresVersion string `json:"postgresVersion,omitempty"`
+	// Current is set when the backup is of the cluster the stanza now archives (same major and
+	// system identifier): the backups of a major before an upgrade are not.
+	Current bool `json:"current"`
 }
 
 // Window is the range of times a point-in-time restore can reach.
@@ -54,6 +59,11 @@ type infoJSON struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"status"`
+	DB []struct {
+		ID       int    `json:"id"`
+		SystemID int64  `json:"system-id"`
+		Version  string `json:"version"`
+	} `json:"db"`
 	Archive []struct {
 		ID  string `json:"id"`
 		Min string `json:"min"`
@@ -63,6 +73,9 @@ type infoJSON struct {
 		Label     string `json:"label"`
 		Type      string `json:"type"`
 		Error     bool   `json:"error"`
+		Database  struct {
+			ID int `json:"id"`
+		} `json:"database"`
 		Timestamp struct {
 			Start int64 `json:"start"`
 			Stop  int64 `json:"stop"`
@@ -98,8 +111,25 @@ func ParseInfo(data []byte, stanza string) (*Repository, error) {
 				repo.ArchiveMax = a.Max
 			}
 		}
+		// The stanza's current cluster is its newest db entry.
+		type cluster struct {
+			version string
+			system  int64
+		}
+		dbs := map[int]cluster{}
+		var current cluster
+		maxID := 0
+		for _, d := range s.DB {
+			dbs[d.ID] = cluster{d.Version, d.SystemID}
+			if d.ID >= maxID {
+				maxID, current = d.ID, dbs[d.ID]
+			}
+		}
 		for _, b := range s.Backup {
+			db := dbs[b.Database.ID]
 			repo.Backups = append(repo.Backups, Backup{
+				PostgresVersion: db.version,
+				Current:         len(s.DB) == 0 || db == current,
 				ID:       b.Label,
 				Type:     b.Type,
 				Start:    time.Unix(b.Timestamp.Start, 0).UTC(),
@@ -141,7 +171,8 @@ func (r *Repository) Latest() (Backup, bool) {
 	return r.Backups[len(r.Backups)-1], true
 }
 
-// Window is the recoverable window: from the end of the oldest backup (the first consistent
+// Window is the recoverable window: from the end of the oldest backup of the current cluster
+// (after a major version upgrade, the new major's first backup; the first consistent
 // point that the archive can replay from) to lastArchived, the time PostgreSQL last archived a
 // WAL segment (pg_stat_archiver), or the newest backup's end when that is later. ok is false
 // when there is no backup.
@@ -151,8 +182,17 @@ func (r *Repository) Window(lastArchived time.Time) (w Window, ok bool) {
 	}
 	// pgBackRest records stop times in whole seconds and restores to a time only from a backup
 	// whose stop second is before the target's: the earliest target is one second later.
-	w.Earliest = r.Backups[0].Stop.Add(time.Second)
+	var current []Backup
 	for _, b := range r.Backups {
+		if b.Current {
+			current = append(current, b)
+		}
+	}
+	if len(current) == 0 {
+		return Window{}, false
+	}
+	w.Earliest = current[0].Stop.Add(time.Second)
+	for _, b := range current {
 		if b.Stop.After(w.Latest) {
 			w.Latest = b.Stop
 		}

@@ -21,6 +21,8 @@ type Backups struct {
 	Version, Storage string
 	// Repo is where its repository is.
 	Repo BackupRepo
+	// Upgrade is its last major version upgrade (nil when it has none).
+	Upgrade *UpgradeRecord
 }
 
 // OpenBackups checks that the database exists and reads its plan.
@@ -30,8 +32,12 @@ func OpenBackups(ctx context.Context, c *kube.Client, name string) (*Backups, er
 		return nil, err
 	}
 	plan, _ := LookupPlan(sts.Annotations[AnnotationPlan])
+	up, err := UpgradeOf(sts)
+	if err != nil {
+		return nil, err
+	}
 	return &Backups{Client: c, Name: name, Plan: plan, Config: BackupConfig(name),
-		Version: sts.Annotations[AnnotationVersion], Storage: sts.Annotations[AnnotationStorage], Repo: BackupRepoOf(sts)}, nil
+		Version: sts.Annotations[AnnotationVersion], Storage: sts.Annotations[AnnotationStorage], Repo: BackupRepoOf(sts), Upgrade: up}, nil
 }
 
 // Run runs a pgbackrest command in the database pod and returns its stdout.
@@ -92,6 +98,9 @@ type BackupList struct {
 	Backups  []bk.Backup `json:"backups"`
 	// Window is the recoverable window of point-in-time recovery (null without PITR or backups).
 	Window *bk.Window `json:"recoverableWindow"`
+	// Version is the major the database runs; Upgrade its last major version upgrade.
+	Version string         `json:"postgresVersion"`
+	Upgrade *UpgradeRecord `json:"upgrade,omitempty"`
 }
 
 // List reads the backups and the recoverable window.
@@ -100,7 +109,7 @@ func (t *Backups) List(ctx context.Context) (*BackupList, *bk.Repository, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	res := &BackupList{Database: t.Name, Plan: t.Plan.Name, PITR: t.Plan.PITR, Backups: repo.Backups}
+	res := &BackupList{Database: t.Name, Plan: t.Plan.Name, PITR: t.Plan.PITR, Backups: repo.Backups, Version: t.Version, Upgrade: t.Upgrade}
 	if w, ok := repo.Window(last); ok && t.Plan.PITR {
 		res.Window = &w
 	}

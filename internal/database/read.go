@@ -121,6 +121,8 @@ type Status struct {
 	// Attachments are the workloads attach gave the database's variables.
 	Attachments []Attachment  `json:"attachments"`
 	Backups     *BackupStatus `json:"backups"`
+	// Upgrade is the last major version upgrade (absent when there was none).
+	Upgrade *UpgradeRecord `json:"upgrade,omitempty"`
 }
 
 // PodStatus is the part of status about the pod.
@@ -183,5 +185,8 @@ func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone stri
 		return nil, err
 	}
 	st.Backups = GetBackupStatus(ctx, cs, ns, sts)
+	if st.Upgrade, err = UpgradeOf(sts); err != nil {
+		return nil, err
+	}
 	return st, nil
 }

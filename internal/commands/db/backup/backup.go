@@ -140,13 +140,35 @@ func runList(ctx context.Context, o *Options) error {
 		return output.JSON(o.IO.Out, res)
 	}
 	rows := make([][]string, 0, len(res.Backups))
+	other := false
 	for _, b := range res.Backups {
-		rows = append(rows, []string{b.ID, b.Type, b.Start.Format(time.RFC3339), b.Stop.Format(time.RFC3339), output.HumanBytes(b.Size)})
+		pg := b.PostgresVersion
+		if !b.Current {
+			pg += " *"
+			other = true
+		}
+		rows = append(rows, []string{b.ID, b.Type, pg, b.Start.Format(time.RFC3339), b.Stop.Format(time.RFC3339), output.HumanBytes(b.Size)})
 	}
 	if len(rows) == 0 {
 		fmt.Fprintf(o.IO.ErrOut, "No backups of %s yet: take one with `stackblaze db backup create %s`\n", o.Name, o.Name)
-	} else if err := output.Table(o.IO.Out, []string{"ID", "TYPE", "START", "STOP", "SIZE"}, rows); err != nil {
+	} else if err := output.Table(o.IO.Out, []string{"ID", "TYPE", "POSTGRES", "START", "STOP", "SIZE"}, rows); err != nil {
 		return err
+	}
+	if other {
+		fmt.Fprintf(o.IO.Out, "* of a cluster the database no longer runs (a major version upgrade lies between): `db restore` does not restore it\n")
+	}
+	if u := res.Upgrade; u != nil && !u.Stopped.IsZero() {
+		fmt.Fprintf(o.IO.Out, "\nUpgraded from PostgreSQL %d to %d at %s", u.From, u.To, u.Stopped.UTC().Format(time.RFC3339))
+		switch u.Phase {
+		case database.UpgradeReverted:
+			fmt.Fprintf(o.IO.Out, "; reverted at %s: it runs %d again\n", u.Reverted.UTC().Format(time.RFC3339), u.From)
+		case database.UpgradeDone:
+			fmt.Fprintf(o.IO.Out, "; `stackblaze db upgrade %s --revert` goes back to %d from backup %s until --finish\n", o.Name, u.From, u.Backup)
+		case database.UpgradeFinished:
+			fmt.Fprintf(o.IO.Out, "; finished at %s\n", u.Finished.UTC().Format(time.RFC3339))
+		default:
+			fmt.Fprintf(o.IO.Out, "; not finished (last step: %s): run `stackblaze db upgrade %s --version %d` again\n", u.Phase, o.Name, u.To)
+		}
 	}
 	switch {
 	case res.Window != nil:

@@ -161,6 +161,10 @@ func run(ctx context.Context, o *Options) error {
 			return cmdutil.Errorf(cmdutil.ExitNotFound, "database %s has no backup %q", o.Name, o.Backup).
 				WithHint("the backups are: %s", valid)
 		}
+		if b, _ := repo.Find(o.Backup); !b.Current {
+			return cmdutil.UsageErrorf("backup %s is of PostgreSQL %s, a cluster %s no longer runs (a major version upgrade lies between): it cannot be restored onto the database as it runs now", o.Backup, b.PostgresVersion, o.Name).
+				WithHint("%s", beforeUpgradeHint(o.Name, t.Upgrade))
+		}
 		res.Backup = o.Backup
 		restore = bk.RestoreBackup(o.Backup)
 	} else {
@@ -169,6 +173,11 @@ func run(ctx context.Context, o *Options) error {
 				WithHint("restore a backup by ID instead (--backup, see `stackblaze db backup list %s`), or move to a plan with PITR (standard, pro)", o.Name)
 		}
 		target, _ := bk.ParseTarget(o.ToTime, o.Now())
+		if u := t.Upgrade; u != nil && !u.Stopped.IsZero() && target.Before(u.Stopped) && u.Phase != database.UpgradeReverted {
+			return cmdutil.UsageErrorf("%s is before the upgrade of %s from PostgreSQL %d to %d (%s): a restore to then needs PostgreSQL %d",
+				target.Format(time.RFC3339), o.Name, u.From, u.To, u.Stopped.UTC().Format(time.RFC3339), u.From).
+				WithHint("%s", beforeUpgradeHint(o.Name, u))
+		}
 		if list.Window == nil || !list.Window.Contains(target) {
 			w := "empty: no backup yet"
 			if list.Window != nil {
@@ -285,6 +294,14 @@ func swap(ctx context.Context, t *database.Backups, stamp string) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// beforeUpgradeHint says what gives back data from before a major version upgrade.
+func beforeUpgradeHint(name string, u *database.UpgradeRecord) string {
+	if u != nil && (u.Phase == database.UpgradeDone || u.InProgress()) {
+		return fmt.Sprintf("`stackblaze db upgrade %s --revert` goes back to PostgreSQL %d as it was when the upgrade began (until the upgrade is finished)", name, u.From)
+	}
+	return "the repository keeps that backup until it expires; restore it by hand with pgBackRest and the old major's image (docs/upgrades.md)"
 }
 
 func retryHint(err error, o *Options, state string) error {

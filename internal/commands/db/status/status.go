@@ -119,6 +119,9 @@ func RenderText(w io.Writer, t output.Theme, st *database.Status, now time.Time)
 		{"Host", fmt.Sprintf("%s:%d", st.Host, st.Port)},
 		{"Secret", st.Secret},
 	}
+	if u := st.Upgrade; u != nil {
+		rows = append(rows, []string{"Upgrade", upgradeLine(st.Name, u)})
+	}
 	if b := st.Backups; b != nil {
 		rows = append(rows, []string{"Backups", backupsLine(b)})
 	}
@@ -142,4 +145,27 @@ func RenderText(w io.Writer, t output.Theme, st *database.Status, now time.Time)
 		fmt.Fprintf(w, "  %-10s%s\n", r[0]+":", r[1])
 	}
 	return nil
+}
+
+// upgradeLine says where the database's last major version upgrade is.
+func upgradeLine(name string, u *database.UpgradeRecord) string {
+	at := u.Started.UTC().Format(time.RFC3339)
+	if !u.Stopped.IsZero() {
+		at = u.Stopped.UTC().Format(time.RFC3339)
+	}
+	s := fmt.Sprintf("from PostgreSQL %d to %d at %s", u.From, u.To, at)
+	if d := u.Outage(); d > 0 {
+		s += fmt.Sprintf(" (writes refused for %s)", d.Round(100*time.Millisecond))
+	}
+	switch u.Phase {
+	case database.UpgradeDone:
+		return s + fmt.Sprintf("; not finished: `stackblaze db upgrade %s --finish` confirms it, --revert goes back to %d", name, u.From)
+	case database.UpgradeFinished:
+		return s + "; finished " + u.Finished.UTC().Format(time.RFC3339)
+	case database.UpgradeReverted:
+		return s + fmt.Sprintf("; reverted %s: runs %d again", u.Reverted.UTC().Format(time.RFC3339), u.From)
+	case database.UpgradeReverting:
+		return s + fmt.Sprintf("; going back to %d did not finish: run `stackblaze db upgrade %s --revert` again", u.From, name)
+	}
+	return s + fmt.Sprintf("; in progress (last step: %s): run `stackblaze db upgrade %s --version %d` again to finish it", u.Phase, name, u.To)
 }
