@@ -70,10 +70,10 @@ type infoJSON struct {
 		Max string `json:"max"`
 	} `json:"archive"`
 	Backup []struct {
-		Label     string `json:"label"`
-		Type      string `json:"type"`
-		Error     bool   `json:"error"`
-		Database  struct {
+		Label    string `json:"label"`
+		Type     string `json:"type"`
+		Error    bool   `json:"error"`
+		Database struct {
 			ID int `json:"id"`
 		} `json:"database"`
 		Timestamp struct {
@@ -130,13 +130,13 @@ func ParseInfo(data []byte, stanza string) (*Repository, error) {
 			repo.Backups = append(repo.Backups, Backup{
 				PostgresVersion: db.version,
 				Current:         len(s.DB) == 0 || db == current,
-				ID:       b.Label,
-				Type:     b.Type,
-				Start:    time.Unix(b.Timestamp.Start, 0).UTC(),
-				Stop:     time.Unix(b.Timestamp.Stop, 0).UTC(),
-				Size:     b.Info.Size,
-				RepoSize: b.Info.Repository.Delta,
-				Error:    b.Error,
+				ID:              b.Label,
+				Type:            b.Type,
+				Start:           time.Unix(b.Timestamp.Start, 0).UTC(),
+				Stop:            time.Unix(b.Timestamp.Stop, 0).UTC(),
+				Size:            b.Info.Size,
+				RepoSize:        b.Info.Repository.Delta,
+				Error:           b.Error,
 			})
 		}
 	}

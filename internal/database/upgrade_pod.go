@@ -1,8 +1,8 @@
 package database
 
 import (
-	_ "embed"
 	"context"
+	_ "embed"
 	"fmt"
 	"strings"
 
@@ -29,7 +29,7 @@ const (
 	// LabelUpgrade marks the upgrade's pods; its value is their action (check, run, restore).
 	LabelUpgrade = "stackblaze.io/upgrade"
 	// OldBinariesPath is where the old major's binaries are put for pg_upgrade (an emptyDir).
-	OldBinariesPath = "/opt/stackblaze/old"
+	OldBinariesPath  = "/opt/stackblaze/old"
 	upgradeContainer = "upgrade"
 )
 

@@ -16,10 +16,10 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db/proxy"
 	"github.com/stackblaze/stackblaze/internal/commands/db/restore"
 	"github.com/stackblaze/stackblaze/internal/commands/db/rotatecreds"
-	"github.com/stackblaze/stackblaze/internal/commands/db/upgrade"
 	"github.com/stackblaze/stackblaze/internal/commands/db/run"
 	"github.com/stackblaze/stackblaze/internal/commands/db/scale"
 	"github.com/stackblaze/stackblaze/internal/commands/db/status"
+	"github.com/stackblaze/stackblaze/internal/commands/db/upgrade"
 )
 
 // NewCmdDB builds the db group.

@@ -20,6 +20,10 @@ import (
 	"github.com/stackblaze/stackblaze/internal/output"
 )
 
+// Steps are the steps of an upgrade, in order: the points after which Options.AfterStep is called
+// (database.UpgradeMajor's).
+var Steps = database.UpgradeSteps
+
 // afterStep is what the commands built by NewCmdUpgrade call after each step of an upgrade.
 // Nothing in the product sets it: only this package's tests do (export_test.go), to kill a real
 // process at a step and prove that a second run goes on from there.
