@@ -77,11 +77,29 @@ func createForeign(t *testing.T, cs kubernetes.Interface, ns string, ref databas
 	case "Lease":
 		holder := "users-own"
 		_, err = cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: om, Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}}, metav1.CreateOptions{})
+	case "Pod":
+		// Held back by a scheduling gate: it never runs, and its status is written once.
+		_, err = cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: om, Spec: corev1.PodSpec{
+			SchedulingGates: []corev1.PodSchedulingGate{{Name: "users-own/hold"}},
+			Containers:      []corev1.Container{{Name: "app", Image: "users/app:1"}}}}, metav1.CreateOptions{})
 	default:
 		t.Fatalf("no foreign object of kind %s", ref.Kind)
 	}
 	if err != nil {
 		t.Fatalf("create the user's %s: %v", ref, err)
+	}
+	if ref.Kind == "Pod" {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		_, err := watchtools.UntilWithSync(wctx, cache.NewListWatchFromClient(cs.CoreV1().RESTClient(), "pods", ns,
+			fields.OneTermEqualSelector("metadata.name", ref.Name)), &corev1.Pod{}, nil,
+			func(ev watch.Event) (bool, error) {
+				p, ok := ev.Object.(*corev1.Pod)
+				return ok && len(p.Status.Conditions) > 0, nil
+			})
+		if err != nil {
+			t.Fatalf("the user's %s: its status is never written: %v", ref, err)
+		}
 	}
 	if ref.Kind == "StatefulSet" {
 		// The StatefulSet controller writes its status once: wait for that, so that the

@@ -94,6 +94,7 @@ var rbacUses = []rbacUse{
 		"/pods":                                        {[]string{"db", "list"}, "list", "pods"},
 		"/pods/portforward":                            {[]string{"db", "run", rbacDB, "--", "true"}, "create", "pods/portforward"},
 		"/pods/exec":                                   {[]string{"db", "backup", "list", rbacDB}, "create", "pods/exec"},
+		"/pods/log":                                    {[]string{"db", "upgrade", rbacDB, "--version", "17", "--check"}, "get", "pods/log"},
 	}},
 	{role: "stackblaze-ci", without: map[string]denial{
 		"apps/statefulsets":          {[]string{"db", "list"}, "list", "statefulsets.apps"},
@@ -269,7 +270,7 @@ func TestE2ERBACRoles(t *testing.T) {
 	var appErr string
 	go func() {
 		defer ready.Done()
-		r := env.Run(t, ns, "db", "create", rbacDB, "--timeout", "4m")
+		r := env.Run(t, ns, "db", "create", rbacDB, "--version", "15", "--timeout", "4m")
 		if r.Code != 0 {
 			appErr = r.Stderr
 		}
@@ -368,7 +369,8 @@ func developerRun(t *testing.T, env *testbed.Env, ns, kc string) {
 		}
 		return strings.TrimSpace(out)
 	}
-	must("db", "create", db, "--plan", "standard", "--storage", "1Gi", "--timeout", "4m")
+	must("db", "create", db, "--version", "15", "--plan", "standard", "--storage", "1Gi", "--timeout", "4m")
+	must("db", "upgrade", db, "--version", "17", "--check")
 	must("db", "list")
 	must("db", "status", db)
 	must("db", "attach", db, "--to", "deployment/web")

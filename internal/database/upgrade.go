@@ -242,7 +242,7 @@ func CheckUpgrade(ctx context.Context, c *kube.Client, name string, to int) (*Ch
 	p := upgradePodSpec(sts, UpgradeCheckPodName(name), ImageFor(sts, from), ImageFor(sts, to), []string{"check"}, env, pod.Spec.NodeName)
 	out, err := runUpgradePod(ctx, cs, p)
 	if err != nil {
-		return nil, fmt.Errorf("database %s: upgrade check: %w", name, err)
+		return nil, fmt.Errorf("upgrade check: %w", err)
 	}
 	res := &CheckResult{Database: name, From: from, To: to, Findings: []Finding{}}
 	done := false

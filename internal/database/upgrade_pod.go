@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"io"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -192,7 +193,10 @@ func runUpgradePod(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod
 		}
 		return "", err
 	}
-	log := podLog(ctx, cs, end)
+	log, err := podLog(ctx, cs, end)
+	if err != nil {
+		return "", err
+	}
 	if end.Status.Phase == corev1.PodFailed {
 		return log, &PodFailedError{Pod: pod.Name, Action: pod.Labels[LabelUpgrade], Log: lastLines(log, 15)}
 	}
@@ -203,18 +207,24 @@ func runUpgradePod(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod
 }
 
 // podLog is the output of an ended upgrade pod: its init container's when that failed.
-func podLog(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) string {
+func podLog(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) (string, error) {
 	container := upgradeContainer
 	for _, s := range p.Status.InitContainerStatuses {
 		if t := s.State.Terminated; t != nil && t.ExitCode != 0 {
 			container = s.Name
 		}
 	}
-	b, err := cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
+	// Stream (not DoRaw) keeps the API server's reason in the error: a refusal names pods/log.
+	rc, err := cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: container}).Stream(ctx)
 	if err != nil {
-		return "(no log: " + err.Error() + ")"
+		return "", fmt.Errorf("read the log of pod %s: %w", p.Name, err)
 	}
-	return string(b)
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return "", fmt.Errorf("read the log of pod %s: %w", p.Name, err)
+	}
+	return string(b), nil
 }
 
 func lastLines(s string, n int) string {
