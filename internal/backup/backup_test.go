@@ -127,3 +127,33 @@ func TestCommands(t *testing.T) {
 		t.Error(Shell([]string{"a b", "it's"}))
 	}
 }
+
+// After a major version upgrade (stanza-upgrade) the stanza has a db entry per cluster: backups of
+// an earlier one are listed with their major and not Current, and the window starts at the
+// current cluster's first backup. A revert to the first cluster (same major and system id, a new
+// entry) makes its backups current again.
+func TestParseInfoAcrossAnUpgrade(t *testing.T) {
+	data := `[{"name":"mydb","status":{"code":0,"message":"ok"},
+	  "db":[{"id":1,"system-id":111,"version":"15"},{"id":2,"system-id":222,"version":"17"}],
+	  "backup":[
+	   {"label":"20260124-101500F","type":"full","database":{"id":1},"timestamp":{"start":100,"stop":110},"info":{}},
+	   {"label":"20260125-101500F","type":"full","database":{"id":2},"timestamp":{"start":200,"stop":210},"info":{}}]}]`
+	r, err := ParseInfo([]byte(data), "mydb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := r.Backups; b[0].PostgresVersion != "15" || b[0].Current || b[1].PostgresVersion != "17" || !b[1].Current {
+		t.Fatalf("backups %+v", b)
+	}
+	if w, ok := r.Window(time.Unix(300, 0)); !ok || !w.Earliest.Equal(time.Unix(211, 0)) {
+		t.Errorf("window %v: it must start at the 17 backup", w)
+	}
+	reverted := strings.Replace(data, `{"id":2,"system-id":222,"version":"17"}]`, `{"id":2,"system-id":222,"version":"17"},{"id":3,"system-id":111,"version":"15"}]`, 1)
+	r, err = ParseInfo([]byte(reverted), "mydb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := r.Backups; !b[0].Current || b[1].Current {
+		t.Errorf("after a revert to 15: %+v", b)
+	}
+}

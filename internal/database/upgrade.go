@@ -242,6 +242,10 @@ func CheckUpgrade(ctx context.Context, c *kube.Client, name string, to int) (*Ch
 	p := upgradePodSpec(sts, UpgradeCheckPodName(name), ImageFor(sts, from), ImageFor(sts, to), []string{"check"}, env, pod.Spec.NodeName)
 	out, err := runUpgradePod(ctx, cs, p)
 	if err != nil {
+		// The check changes nothing, and leaves nothing behind either.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		_ = deletePod(dctx, cs, ns, p.Name)
+		cancel()
 		return nil, fmt.Errorf("upgrade check: %w", err)
 	}
 	res := &CheckResult{Database: name, From: from, To: to, Findings: []Finding{}}
@@ -485,7 +489,8 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 				return res, ctx.Err()
 			}
 			prog.Warn("PostgreSQL %d did not start: going back to %d from backup %s", rec.To, rec.From, rec.Backup)
-			if _, rerr := Revert(ctx, c, name, RevertOptions{Now: now, Progress: prog, Timeout: o.Timeout}); rerr != nil {
+			// The way back waits as long as it takes: the old major has to come back.
+			if _, rerr := Revert(ctx, c, name, RevertOptions{Now: now, Progress: prog}); rerr != nil {
 				return res, &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: err,
 					State: fmt.Sprintf("going back to PostgreSQL %d failed too (%v): run `stackblaze db upgrade %s --revert`", rec.From, rerr, name)}
 			}

@@ -400,3 +400,42 @@ func TestE2EUpgradeKilledAtEachStep(t *testing.T) {
 		t.Errorf("--revert after --finish: exit %d\n%s", r.Code, r.Stderr)
 	}
 }
+
+// A failure leaves the database on the old major with its data and says so: a check that cannot
+// run (the test bed has no image of PostgreSQL 16: a real pull failure), and a new major that is
+// not up in time (--timeout 1s: the wait runs out, as for a server that does not start), after
+// which the database goes back to 15 from the backup.
+func TestE2EUpgradeFailureLeavesTheOldMajor(t *testing.T) {
+	env := testbed.Require(t)
+	ns := env.Namespace(t, nil)
+	const db = "fail"
+	if r := env.Run(t, ns, "db", "create", db, "--version", "15"); r.Code != 0 {
+		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
+	}
+	sql(t, env, ns, db, schema)
+	before := sql(t, env, ns, db, state)
+
+	_, rv, _ := statefulSet(t, env, ns, db)
+	r := env.Run(t, ns, "db", "upgrade", db, "--version", "16", "--yes")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "stackblaze/postgres:16") {
+		t.Errorf("upgrade to a major with no image: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if v, rv2, rec := statefulSet(t, env, ns, db); v != "15" || rv2 != rv || rec != nil {
+		t.Errorf("a failed check changed the StatefulSet: version %s, record %+v", v, rec)
+	}
+	pods, err := env.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: database.LabelUpgrade})
+	if err != nil || len(pods.Items) != 0 {
+		t.Errorf("the failed check left pods: %v %d", err, len(pods.Items))
+	}
+
+	r = env.Run(t, ns, "db", "upgrade", db, "--version", "17", "--yes", "--timeout", "1s")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "back on PostgreSQL 15") {
+		t.Fatalf("upgrade whose new major is not up in time: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if got := sql(t, env, ns, db, state); got != before {
+		t.Errorf("after the failed upgrade: %q, want %q", got, before)
+	}
+	if v, _, rec := statefulSet(t, env, ns, db); v != "15" || rec == nil || rec.Phase != database.UpgradeReverted {
+		t.Errorf("after the failed upgrade: version %s, record %+v", v, rec)
+	}
+}
