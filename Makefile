@@ -8,7 +8,7 @@ TESTBED_KUBECONFIG := $(or $(STACKBLAZE_TESTBED_DIR),$(CURDIR)/.testbed)/kubecon
 # -count=1: every run runs every test; an end-to-end result is never taken from the test cache.
 GOTEST_FLAGS ?= -p 2 -timeout 45m -count=1
 
-.PHONY: all build test test-unit test-e2e test-testbed-cycle testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check bench bench-tunnel demo clean
+.PHONY: all build test test-unit test-e2e test-testbed-cycle testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check bench bench-tunnel bench-upgrade demo clean
 
 all: build
 
@@ -70,9 +70,13 @@ bench: testbed-up build
 	@echo; echo "## db list with 500 databases"
 	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) $(GO) test ./internal/kube -run '^$$' -bench BenchmarkE2EList500 -benchtime 20x
 	@echo; echo "## Tunnel"; bash hack/bench/tunnel.sh
+	@echo; echo "## Major version upgrade"; bash hack/bench/upgrade.sh
 
 bench-tunnel: testbed-up build
 	bash hack/bench/tunnel.sh
+
+bench-upgrade: testbed-up build
+	bash hack/bench/upgrade.sh
 
 demo: testbed-up build
 	@bash hack/demo.sh
