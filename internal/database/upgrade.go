@@ -473,15 +473,7 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			_, err = Scale(ctx, cs, ns, name, 1)
 		}
 		if err == nil {
-			wctx, cancel := context.WithCancel(ctx)
-			if o.Timeout > 0 {
-				wctx, cancel = context.WithTimeout(ctx, o.Timeout)
-			}
-			_, err = kube.WaitPodReady(wctx, cs, ns, PodName(name))
-			if err != nil && ctx.Err() == nil {
-				err = &NotReadyError{Name: name, Timeout: o.Timeout, Why: DescribeNotReady(ctx, cs, ns, name)}
-			}
-			cancel()
+			err = waitPrimary(ctx, c, name, o.Timeout)
 		}
 		stopProgress(prog)
 		if err != nil {
@@ -737,7 +729,8 @@ func Revert(ctx context.Context, c *kube.Client, name string, o RevertOptions) (
 	return rec, nil
 }
 
-// waitPrimary waits until the database's pod is Ready and its server out of recovery.
+// waitPrimary waits, up to timeout (0: ctx alone), until the database's pod is Ready and its
+// server out of recovery; a pod that is not Ready in time is a *NotReadyError.
 func waitPrimary(ctx context.Context, c *kube.Client, name string, timeout time.Duration) error {
 	wctx, cancel := context.WithCancel(ctx)
 	if timeout > 0 {

@@ -6,13 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"os"
-	"os/exec"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -244,57 +240,17 @@ func TestE2ERotateCredentials(t *testing.T) {
 const killAfterEnv = "TEST_HELPER_ROTATECREDS_KILL_AFTER"
 
 // TestHelperKilledAfterStep is not a test: run by runKilledAfter, it is the stackblaze command line
-// (what cmd/stackblaze runs) with the arguments after "--", and a rotation that dies after the step
-// named in killAfterEnv exactly as from a `kill -9` at that moment.
+// whose rotation runs kill their own process after the step named in killAfterEnv.
 func TestHelperKilledAfterStep(t *testing.T) {
-	step := os.Getenv(killAfterEnv)
-	if step == "" {
-		t.Skip("the command line for runKilledAfter")
-	}
-	rotatecreds.SetAfterStep(func(s string) {
-		if s == step {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {} // the signal arrives
-		}
+	testbed.KilledAfterStepMain(t, killAfterEnv, rotatecreds.SetAfterStep, func(ctx context.Context, args []string) int {
+		return commands.Main(ctx, output.System(), args)
 	})
-	args := os.Args
-	for i, a := range args {
-		if a == "--" {
-			args = args[i+1:]
-			break
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := commands.Main(ctx, output.System(), args)
-	stop()
-	os.Exit(code)
 }
 
-// runKilledAfter runs the command line as the binary would be run against the test bed (same
-// flags, environment and directory), in a process of its own, this test binary, whose rotation
-// kills it after step.
+// runKilledAfter runs the command line in a process of its own that is killed after step.
 func runKilledAfter(t *testing.T, env *testbed.Env, ns, step string, args ...string) testbed.Result {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	like := env.Command(t, ns, args...)
-	ctx := testbed.Context(t, 10*time.Minute)
-	cmd := exec.CommandContext(ctx, self, append([]string{"-test.run=^TestHelperKilledAfterStep$", "--"}, like.Args[1:]...)...)
-	cmd.Env = append(like.Env, killAfterEnv+"="+step)
-	cmd.Dir = like.Dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	res := testbed.Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		res.Code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return env.RunKilledAfter(t, ns, "TestHelperKilledAfterStep", killAfterEnv, step, args...)
 }
 
 func TestE2ERotateCredentialsKilledAtEachStep(t *testing.T) {

@@ -137,7 +137,7 @@ stackblaze db upgrade mydb --finish`,
 	cmd.Flags().BoolVar(&opts.Revert, "revert", false, "go back to the old major after an upgrade not yet finished")
 	cmd.Flags().BoolVar(&opts.Finish, "finish", false, "confirm the upgrade: the way back (--revert) closes")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
-	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 10*time.Minute, "how long to wait for the database to accept connections on the new (or, with --revert, the old) major")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 10*time.Minute, "how long to wait for the check (--check) and for the database to accept connections on the new major")
 	cmd.Flags().DurationVar(&opts.LockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another upgrade run of the database to finish")
 	cmd.Flags().DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "how long the lock outlives a run that stopped renewing it (crashed)")
 	return cmd
@@ -213,10 +213,12 @@ func run(ctx context.Context, o *Options) error {
 	if o.Check {
 		prog := o.IO.NewProgress(o.Now)
 		prog.Start("Checking that %s can go from PostgreSQL %d to %d (pg_upgrade --check on the live data)", o.Name, database.VersionOf(sts), to)
-		chk, err := database.CheckUpgrade(ctx, c, o.Name, to)
+		wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
+		chk, err := database.CheckUpgrade(wctx, c, o.Name, to)
+		cancel()
 		prog.Stop()
 		if err != nil {
-			return kerr(err)
+			return kerr(cmdutil.AsTimeout(err, ctx, wctx))
 		}
 		return reportCheck(o, chk)
 	}

@@ -2,17 +2,11 @@ package upgrade_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"os"
-	"os/exec"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +113,17 @@ func committed(t *testing.T, env *testbed.Env, ns string, until func(n int, fail
 	return nil
 }
 
+// writes are the rows of the writer's table.
+func writes(t *testing.T, env *testbed.Env, ns, db string) map[int]bool {
+	t.Helper()
+	have := map[int]bool{}
+	for _, s := range strings.Split(sql(t, env, ns, db, "select string_agg(n::text, ',' order by n) from writes"), ",") {
+		n, _ := strconv.Atoi(s)
+		have[n] = true
+	}
+	return have
+}
+
 func statefulSet(t *testing.T, env *testbed.Env, ns, db string) (version, resourceVersion string, rec *database.UpgradeRecord) {
 	t.Helper()
 	sts, err := env.Client.AppsV1().StatefulSets(ns).Get(context.Background(), db, metav1.GetOptions{})
@@ -204,12 +209,7 @@ func TestE2EUpgrade(t *testing.T) {
 	// outage and wrote again after it.
 	seen := committed(t, env, ns, func(n, failed int) bool { return failed > 0 && n >= 20 })
 	seen = committed(t, env, ns, func(n, _ int) bool { return n >= len(seen)+20 })
-	rows := sql(t, env, ns, db, "select string_agg(n::text, ',' order by n) from writes")
-	have := map[int]bool{}
-	for _, s := range strings.Split(rows, ",") {
-		n, _ := strconv.Atoi(s)
-		have[n] = true
-	}
+	have := writes(t, env, ns, db)
 	var missing []int
 	for n := range seen {
 		if !have[n] {
@@ -269,12 +269,7 @@ func TestE2EUpgrade(t *testing.T) {
 	if got := sql(t, env, ns, db, state); got != before {
 		t.Errorf("after --revert: %q, want the state before the upgrade %q", got, before)
 	}
-	rows = sql(t, env, ns, db, "select string_agg(n::text, ',' order by n) from writes")
-	have = map[int]bool{}
-	for _, s := range strings.Split(rows, ",") {
-		n, _ := strconv.Atoi(s)
-		have[n] = true
-	}
+	have = writes(t, env, ns, db)
 	missing = nil
 	for n, at := range seen {
 		if at.Before(rec.Stopped) && !have[n] {
@@ -298,54 +293,17 @@ func TestE2EUpgrade(t *testing.T) {
 const killAfterEnv = "TEST_HELPER_UPGRADE_KILL_AFTER"
 
 // TestHelperKilledAfterStep is not a test: run by runKilledAfter, it is the stackblaze command line
-// with the arguments after "--", and an upgrade that dies after the step named in killAfterEnv
-// exactly as from a `kill -9` at that moment.
+// whose upgrade runs kill their own process after the step named in killAfterEnv.
 func TestHelperKilledAfterStep(t *testing.T) {
-	step := os.Getenv(killAfterEnv)
-	if step == "" {
-		t.Skip("the command line for runKilledAfter")
-	}
-	upgrade.SetAfterStep(func(s string) {
-		if s == step {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
+	testbed.KilledAfterStepMain(t, killAfterEnv, upgrade.SetAfterStep, func(ctx context.Context, args []string) int {
+		return commands.Main(ctx, output.System(), args)
 	})
-	args := os.Args
-	for i, a := range args {
-		if a == "--" {
-			args = args[i+1:]
-			break
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := commands.Main(ctx, output.System(), args)
-	stop()
-	os.Exit(code)
 }
 
+// runKilledAfter runs the command line in a process of its own that is killed after step.
 func runKilledAfter(t *testing.T, env *testbed.Env, ns, step string, args ...string) testbed.Result {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	like := env.Command(t, ns, args...)
-	ctx := testbed.Context(t, 10*time.Minute)
-	cmd := exec.CommandContext(ctx, self, append([]string{"-test.run=^TestHelperKilledAfterStep$", "--"}, like.Args[1:]...)...)
-	cmd.Env = append(like.Env, killAfterEnv+"="+step)
-	cmd.Dir = like.Dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	res := testbed.Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		res.Code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return env.RunKilledAfter(t, ns, "TestHelperKilledAfterStep", killAfterEnv, step, args...)
 }
 
 // TestE2EUpgradeKilledAtEachStep kills the upgrade after each of its steps in turn (each run
