@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -417,6 +418,48 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 		return &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: cause, State: state}
 	}
 
+	// The pg_upgrade pod starts beside the running database (on its node: the volume is mounted
+	// by both for a moment) and prepares what needs no stopped database; only then is the
+	// database stopped, and the pod told so.
+	var runPod *corev1.Pod
+	if !rec.reached(UpgradeUpgraded) {
+		node := ""
+		if p, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{}); err == nil {
+			node = p.Spec.NodeName
+		}
+		env := []corev1.EnvVar{{Name: "OLD_ENCODING", Value: rec.Encoding}, {Name: "OLD_COLLATE", Value: rec.Collate},
+			{Name: "OLD_CTYPE", Value: rec.Ctype}, {Name: "OLD_CHECKSUMS", Value: rec.Checksums}}
+		runPod = upgradePodSpec(sts, UpgradePodName(name), ImageFor(sts, rec.From), ImageFor(sts, rec.To), []string{"run"}, env, node)
+		prog.Start("Preparing pg_upgrade beside the running database (both majors' binaries, the new cluster)")
+		err := startUpgradePod(ctx, cs, runPod)
+		var cur *corev1.Pod
+		if err == nil {
+			cur, err = watchUpgradePod(ctx, cs, runPod, kube.PodReady)
+		}
+		if err == nil && cur.Status.Phase == corev1.PodFailed {
+			_, err = endUpgradePod(ctx, cs, runPod)
+		}
+		if err != nil {
+			stopProgress(prog)
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			if !rec.reached(UpgradeStopped) {
+				// Nothing was stopped or changed: the next run starts afresh.
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				_ = deletePod(dctx, cs, ns, runPod.Name)
+				cancel()
+				_ = writeUpgrade(ctx, cs, ns, name, nil)
+				return res, &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: err,
+					State: fmt.Sprintf("the database runs PostgreSQL %d unchanged", rec.From)}
+			}
+			return res, putBack(err)
+		}
+		if cur.Status.Phase != corev1.PodSucceeded {
+			prog.Done("pg_upgrade prepared in pod %s", runPod.Name)
+		}
+	}
+
 	if !rec.reached(UpgradeStopped) {
 		rec.Stopped = now().UTC()
 		if err := writeUpgrade(ctx, cs, ns, name, rec); err != nil {
@@ -441,10 +484,18 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 
 	if !rec.reached(UpgradeUpgraded) {
 		prog.Start("Running pg_upgrade --link from %d to %d", rec.From, rec.To)
-		env := []corev1.EnvVar{{Name: "OLD_ENCODING", Value: rec.Encoding}, {Name: "OLD_COLLATE", Value: rec.Collate},
-			{Name: "OLD_CTYPE", Value: rec.Ctype}, {Name: "OLD_CHECKSUMS", Value: rec.Checksums}}
-		p := upgradePodSpec(sts, UpgradePodName(name), ImageFor(sts, rec.From), ImageFor(sts, rec.To), []string{"run"}, env, "")
-		if _, err := runUpgradePod(ctx, cs, p); err != nil {
+		// Tell the pod the database is stopped (a pod that already went on ignores it).
+		err := kube.Exec(ctx, c, ns, runPod.Name, upgradeContainer, []string{"touch", upgradeWork + "/stopped"}, nil, io.Discard, io.Discard)
+		if err != nil {
+			if p, gerr := cs.CoreV1().Pods(ns).Get(ctx, runPod.Name, metav1.GetOptions{}); gerr == nil &&
+				(p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed) {
+				err = nil // it had gone on already: its end says how it went
+			}
+		}
+		if err == nil {
+			_, err = endUpgradePod(ctx, cs, runPod)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				stopProgress(prog)
 				return res, ctx.Err()

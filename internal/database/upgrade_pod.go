@@ -32,6 +32,8 @@ const (
 	// OldBinariesPath is where the old major's binaries are put for pg_upgrade (an emptyDir).
 	OldBinariesPath  = "/opt/stackblaze/old"
 	upgradeContainer = "upgrade"
+	// upgradeWork is upgrade.sh's working directory in its pods.
+	upgradeWork = "/tmp/stackblaze-upgrade"
 )
 
 // UpgradePodName is the pod that upgrades (or restores) a database's data while it is stopped;
@@ -95,6 +97,8 @@ func upgradePodSpec(sts *appsv1.StatefulSet, podName, oldImage, newImage string,
 	}
 	uid := int64(PostgresUID)
 	no, yes := false, true
+	// A deleted upgrade pod stops at once: every action can be run again from where it stopped.
+	grace := int64(10)
 	sc := &corev1.SecurityContext{
 		RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &uid, AllowPrivilegeEscalation: &no,
 		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -106,6 +110,12 @@ func upgradePodSpec(sts *appsv1.StatefulSet, podName, oldImage, newImage string,
 	}
 	labels := Labels(name)
 	labels[LabelUpgrade] = action[0]
+	var ready *corev1.Probe
+	if action[0] == "run" {
+		// Ready once it prepared what needs no stopped database (upgrade.sh run).
+		ready = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-e", upgradeWork + "/prepared"}}},
+			PeriodSeconds: 1, FailureThreshold: 1}
+	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: sts.Namespace, Labels: labels,
 			Annotations: map[string]string{LabelUpgrade: strings.Join(action, " ") + " " + newImage}},
@@ -114,7 +124,7 @@ func upgradePodSpec(sts *appsv1.StatefulSet, podName, oldImage, newImage string,
 			NodeName:                      nodeName,
 			AutomountServiceAccountToken:  &no,
 			EnableServiceLinks:            &no,
-			TerminationGracePeriodSeconds: sts.Spec.Template.Spec.TerminationGracePeriodSeconds,
+			TerminationGracePeriodSeconds: &grace,
 			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &uid,
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 			InitContainers: []corev1.Container{{
@@ -128,6 +138,7 @@ func upgradePodSpec(sts *appsv1.StatefulSet, podName, oldImage, newImage string,
 				Command:         append([]string{"bash", "-c", upgradeScript, "upgrade.sh"}, action...),
 				Env:             append(dbEnv, env...),
 				VolumeMounts:    mounts,
+				ReadinessProbe:  ready,
 				SecurityContext: sc, Resources: res,
 			}},
 			Volumes: volumes,
@@ -144,30 +155,44 @@ func (e *PodFailedError) Error() string {
 	return fmt.Sprintf("%s (pod %s) failed: %s", e.Action, e.Pod, e.Log)
 }
 
-// runUpgradePod runs pod to its end and returns its output (the upgrade container's log). A pod
-// of the same name that runs the same action (an earlier run that was stopped) is waited for
-// rather than started again; any other is replaced. The pod is deleted once it ended.
+// runUpgradePod runs pod to its end and returns its output (the upgrade container's log): see
+// startUpgradePod and endUpgradePod.
 func runUpgradePod(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod) (string, error) {
+	if err := startUpgradePod(ctx, cs, pod); err != nil {
+		return "", err
+	}
+	return endUpgradePod(ctx, cs, pod)
+}
+
+// startUpgradePod creates pod. A pod of the same name that runs the same action (an earlier run
+// that was stopped) is kept rather than started again; any other is replaced.
+func startUpgradePod(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod) error {
 	pods := cs.CoreV1().Pods(pod.Namespace)
 	cur, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		cur = nil
 	case err != nil:
-		return "", fmt.Errorf("get pod %s: %w", pod.Name, err)
+		return fmt.Errorf("get pod %s: %w", pod.Name, err)
 	case cur.Annotations[LabelUpgrade] != pod.Annotations[LabelUpgrade] || cur.Status.Phase == corev1.PodFailed:
 		if err := deletePod(ctx, cs, pod.Namespace, pod.Name); err != nil {
-			return "", err
+			return err
 		}
 		cur = nil
 	}
 	if cur == nil {
 		if _, err := pods.Create(ctx, pod, metav1.CreateOptions{FieldManager: kube.FieldManager}); err != nil {
-			return "", fmt.Errorf("create pod %s: %w", pod.Name, err)
+			return fmt.Errorf("create pod %s: %w", pod.Name, err)
 		}
 	}
-	var end *corev1.Pod
-	_, err = watchtools.UntilWithSync(ctx, kube.PodListWatch(cs, pod.Namespace, pod.Name), &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+	return nil
+}
+
+// watchUpgradePod watches pod until done says yes, it ended, or it cannot start (an image the
+// node cannot get never ends by itself), and returns it.
+func watchUpgradePod(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod, done func(*corev1.Pod) bool) (*corev1.Pod, error) {
+	var last *corev1.Pod
+	_, err := watchtools.UntilWithSync(ctx, kube.PodListWatch(cs, pod.Namespace, pod.Name), &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
 		p, ok := ev.Object.(*corev1.Pod)
 		if !ok {
 			return false, nil
@@ -175,11 +200,10 @@ func runUpgradePod(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod
 		if ev.Type == watch.Deleted {
 			return false, fmt.Errorf("pod %s was deleted before it finished", pod.Name)
 		}
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			end = p
+		last = p
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || done(p) {
 			return true, nil
 		}
-		// An image the node cannot get never ends by itself.
 		for _, s := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 			if w := s.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "InvalidImageName") {
 				return false, fmt.Errorf("pod %s cannot start: image %s: %s", pod.Name, s.Image, w.Reason)
@@ -187,10 +211,17 @@ func runUpgradePod(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod
 		}
 		return false, nil
 	})
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return last, err
+}
+
+// endUpgradePod waits for pod's end and returns its output; a failure is a *PodFailedError. The
+// pod is deleted once it succeeded (a failed one is kept for `kubectl logs` until the next run).
+func endUpgradePod(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod) (string, error) {
+	end, err := watchUpgradePod(ctx, cs, pod, func(*corev1.Pod) bool { return false })
 	if err != nil {
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
 		return "", err
 	}
 	log, err := podLog(ctx, cs, end)

@@ -21,6 +21,8 @@
 # Findings are tab-separated lines: "finding", severity (blocker or warning), a code, the
 # database (or -), and the text; the command renders them.
 set -Eeuo pipefail
+# As the pod's first process, bash would ignore the SIGTERM of a pod deletion.
+trap 'exit 143' TERM
 log() { echo "upgrade: $*" >&2; }
 new_bindir=/usr/lib/postgresql/current/bin
 new_major=$(basename "$(readlink -f /usr/lib/postgresql/current)")
@@ -197,10 +199,20 @@ run() {
     stanza_upgrade
     return 0
   fi
+  # What needs no stopped database is done before the stop, out of the write outage: the old
+  # binaries (the init container), a clean slate and the new cluster's initdb. (undo only touches
+  # what a run left, never the data of a running server.)
   undo
   old_major=$(cat "$PGDATA/PG_VERSION")
   old_bin=$(old_bindir)
   [ "$(cat "$OLD_BINARIES/MAJOR")" = "$old_major" ] || { log "PGDATA is PostgreSQL $old_major, the old binaries are $(cat "$OLD_BINARIES/MAJOR")"; exit 1; }
+  mkdir -p "$work"
+  initdb_new "$staging"
+  # Then the pod is ready (its readiness probe reads this file) and waits until the command has
+  # stopped the database and says so (the second file).
+  touch "$work/prepared"
+  log "prepared: waiting for the database to stop"
+  while [ ! -e "$work/stopped" ]; do sleep 0.1; done
   state=$("$old_bin/pg_controldata" -D "$PGDATA" | sed -n 's/^Database cluster state: *//p')
   if [ "$state" != "shut down" ]; then
     # A server that did not stop cleanly (killed) recovers first: pg_upgrade needs a clean stop.
@@ -209,8 +221,6 @@ run() {
     "$old_bin/pg_ctl" -s -D "$PGDATA" -m fast -w -t 600 stop
   fi
   archive_last
-  mkdir -p "$work"
-  initdb_new "$staging"
   log "pg_upgrade --link from $old_major to $new_major"
   cd "$work"
   if ! "$new_bindir/pg_upgrade" --link -b "$old_bin" -B "$new_bindir" -d "$PGDATA" -D "$staging" \

@@ -69,11 +69,12 @@ what to do.
 Without --check the upgrade asks first (--yes in CI), then:
 
   1. checks again, and takes a full backup of the old major (the way back),
-  2. stops the database (the outage begins),
-  3. runs pg_upgrade --link in a pod that has both majors' binaries,
-  4. starts the new major (the outage ends) and upgrades the pgBackRest stanza,
-  5. rebuilds the planner statistics in stages while the database serves,
-  6. takes a full backup of the new major, so that point-in-time recovery works at once.
+  2. prepares a pod with both majors' binaries beside the running database,
+  3. stops the database (the outage begins),
+  4. runs pg_upgrade --link in that pod and upgrades the pgBackRest stanza,
+  5. starts the new major (the outage ends),
+  6. rebuilds the planner statistics in stages while the database serves,
+  7. takes a full backup of the new major, so that point-in-time recovery works at once.
 
 Every step is recorded on the database's StatefulSet: if the run is interrupted or killed, run
 the same command again and it goes on. If pg_upgrade fails, the old data is put back and the
