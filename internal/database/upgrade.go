@@ -61,6 +61,10 @@ type UpgradeRecord struct {
 	NewBackup string    `json:"newBackup,omitempty"`
 	Finished  time.Time `json:"finished,omitzero"`
 	Reverted  time.Time `json:"reverted,omitzero"`
+	// RevertBy is how the way back runs: "undo" (the old data put back, before pg_upgrade
+	// finished) or "backup"; Restored is set once it has put the old major's data in place.
+	RevertBy string `json:"revertBy,omitempty"`
+	Restored bool   `json:"restored,omitempty"`
 	// The old cluster's encoding, locales and checksums, which the new cluster must share.
 	Encoding  string `json:"encoding,omitempty"`
 	Collate   string `json:"collate,omitempty"`
@@ -241,6 +245,10 @@ func CheckUpgrade(ctx context.Context, c *kube.Client, name string, to int) (*Ch
 			LocalObjectReference: corev1.LocalObjectReference{Name: SuperuserSecretName(name)}, Key: "password"}}},
 	}
 	p := upgradePodSpec(sts, UpgradeCheckPodName(name), ImageFor(sts, from), ImageFor(sts, to), []string{"check"}, env, pod.Spec.NodeName)
+	// A check pod left by a run that was stopped holds findings of its time: never reused.
+	if err := deletePod(ctx, cs, ns, p.Name); err != nil {
+		return nil, err
+	}
 	out, err := runUpgradePod(ctx, cs, p)
 	if err != nil {
 		// The check changes nothing, and leaves nothing behind either.
@@ -296,8 +304,9 @@ type UpgradeFailedError struct {
 	Name     string
 	From, To int
 	Err      error
-	// State is what the database is now, in words.
+	// State is what the database is now, in words; Next the command that goes on from there.
 	State string
+	Next  string
 }
 
 func (e *UpgradeFailedError) Error() string {
@@ -359,7 +368,12 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			return nil, err
 		}
 		prog.Start("Checking that %s can go from PostgreSQL %d to %d (pg_upgrade --check on the live data)", name, from, o.To)
-		chk, err := CheckUpgrade(ctx, c, name, o.To)
+		cctx, cancel := context.WithTimeout(ctx, upTimeout(o.Timeout))
+		chk, err := CheckUpgrade(cctx, c, name, o.To)
+		if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("the upgrade check did not finish within %s: %w", upTimeout(o.Timeout), err)
+		}
+		cancel()
 		stopProgress(prog)
 		if err != nil {
 			return nil, err
@@ -398,24 +412,36 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 	}
 
 	// putBack undoes a run that did not reach the new major's start: the old data back in place
-	// and the old major running.
-	putBack := func(cause error) error {
+	// and the old major running. It says upgraded when the run had in fact put the new major in
+	// place (it failed after): then the upgrade goes on.
+	putBack := func(cause error) (upgraded bool, err error) {
 		stopProgress(prog)
-		state := fmt.Sprintf("the database could not be put back on PostgreSQL %d: run the same command again", rec.From)
+		fail := &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: cause,
+			State: fmt.Sprintf("the database is stopped, and could not be put back on PostgreSQL %d", rec.From),
+			Next:  fmt.Sprintf("stackblaze db upgrade %s --version %d", name, rec.To)}
 		p := upgradePodSpec(sts, UpgradePodName(name), ImageFor(sts, rec.From), ImageFor(sts, rec.To), []string{"undo"}, nil, "")
-		if _, err := runUpgradePod(ctx, cs, p); err == nil {
-			if err := setMajor(ctx, cs, sts, rec.From); err == nil {
-				if _, err := Scale(ctx, cs, ns, name, 1); err == nil {
-					_ = writeUpgrade(ctx, cs, ns, name, nil)
-					_, werr := kube.WaitPodReady(ctx, cs, ns, PodName(name))
-					state = fmt.Sprintf("the database is back on PostgreSQL %d with all its data", rec.From)
-					if werr != nil {
-						state = fmt.Sprintf("the data is back as PostgreSQL %d, but the database is not ready yet", rec.From)
-					}
-				}
-			}
+		out, err := runUpgradePod(ctx, cs, p)
+		if err != nil {
+			return false, fail
 		}
-		return &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: cause, State: state}
+		if strings.Contains(out, "upgraded: PGDATA is PostgreSQL") {
+			return true, nil
+		}
+		err = setMajor(ctx, cs, sts, rec.From)
+		if err == nil {
+			_, err = Scale(ctx, cs, ns, name, 1)
+		}
+		if err == nil {
+			err = waitPrimary(ctx, c, name, upTimeout(o.Timeout))
+		}
+		if err != nil {
+			fail.State = fmt.Sprintf("the data is back as PostgreSQL %d, but the database did not start (%v)", rec.From, err)
+			fail.Next = fmt.Sprintf("stackblaze db status %s", name)
+			return false, fail
+		}
+		_ = writeUpgrade(ctx, cs, ns, name, nil)
+		fail.State = fmt.Sprintf("the database is back on PostgreSQL %d with all its data", rec.From)
+		return false, fail
 	}
 
 	// The pg_upgrade pod starts beside the running database (on its node: the volume is mounted
@@ -431,39 +457,58 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			{Name: "OLD_CTYPE", Value: rec.Ctype}, {Name: "OLD_CHECKSUMS", Value: rec.Checksums}}
 		runPod = upgradePodSpec(sts, UpgradePodName(name), ImageFor(sts, rec.From), ImageFor(sts, rec.To), []string{"run"}, env, node)
 		prog.Start("Preparing pg_upgrade beside the running database (both majors' binaries, the new cluster)")
-		err := startUpgradePod(ctx, cs, runPod)
+		pctx, cancel := context.WithTimeout(ctx, upTimeout(o.Timeout))
+		err := startUpgradePod(pctx, cs, runPod)
 		var cur *corev1.Pod
 		if err == nil {
-			cur, err = watchUpgradePod(ctx, cs, runPod, kube.PodReady)
+			cur, err = watchUpgradePod(pctx, cs, runPod, kube.PodReady)
 		}
 		if err == nil && cur.Status.Phase == corev1.PodFailed {
-			_, err = endUpgradePod(ctx, cs, runPod)
+			_, err = endUpgradePod(pctx, cs, runPod)
 		}
+		if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("pod %s was not ready within %s: %w", runPod.Name, upTimeout(o.Timeout), err)
+		}
+		cancel()
 		if err != nil {
 			stopProgress(prog)
 			if ctx.Err() != nil {
 				return res, ctx.Err()
 			}
 			if !rec.reached(UpgradeStopped) {
-				// Nothing was stopped or changed: the next run starts afresh.
+				// Nothing was changed (a run killed while it stopped the database left it at 0
+				// replicas: it starts again): the next run starts afresh.
 				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 				_ = deletePod(dctx, cs, ns, runPod.Name)
 				cancel()
-				_ = writeUpgrade(ctx, cs, ns, name, nil)
-				return res, &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: err,
-					State: fmt.Sprintf("the database runs PostgreSQL %d unchanged", rec.From)}
+				state := fmt.Sprintf("the database runs PostgreSQL %d unchanged", rec.From)
+				if _, serr := Scale(ctx, cs, ns, name, 1); serr == nil && waitPrimary(ctx, c, name, upTimeout(o.Timeout)) == nil {
+					_ = writeUpgrade(ctx, cs, ns, name, nil)
+				} else {
+					state = fmt.Sprintf("the database's data is PostgreSQL %d unchanged, but it is not running", rec.From)
+				}
+				return res, &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: err, State: state,
+					Next: fmt.Sprintf("stackblaze db upgrade %s --version %d", name, rec.To)}
 			}
-			return res, putBack(err)
+			if upgraded, perr := putBack(err); !upgraded {
+				return res, perr
+			}
+			if err := save(UpgradeUpgraded); err != nil {
+				return res, err
+			}
 		}
-		if cur.Status.Phase != corev1.PodSucceeded {
+		if err == nil && cur.Status.Phase != corev1.PodSucceeded {
 			prog.Done("pg_upgrade prepared in pod %s", runPod.Name)
 		}
 	}
 
 	if !rec.reached(UpgradeStopped) {
-		rec.Stopped = now().UTC()
-		if err := writeUpgrade(ctx, cs, ns, name, rec); err != nil {
-			return res, err
+		// A rerun after a kill in this step keeps the first stop's time: the outage began then.
+		if rec.Stopped.IsZero() {
+			rec.Stopped = now().UTC()
+			if err := writeUpgrade(ctx, cs, ns, name, rec); err != nil {
+				return res, err
+			}
 		}
 		prog.Start("Stopping %s (the write outage begins)", name)
 		if _, err := Scale(ctx, cs, ns, name, 0); err != nil {
@@ -500,7 +545,9 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 				stopProgress(prog)
 				return res, ctx.Err()
 			}
-			return res, putBack(err)
+			if upgraded, perr := putBack(err); !upgraded {
+				return res, perr
+			}
 		}
 		if err := save(UpgradeUpgraded); err != nil {
 			stopProgress(prog)
@@ -535,12 +582,19 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			// The way back waits as long as it takes: the old major has to come back.
 			if _, rerr := Revert(ctx, c, name, RevertOptions{Now: now, Progress: prog}); rerr != nil {
 				return res, &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: err,
-					State: fmt.Sprintf("going back to PostgreSQL %d failed too (%v): run `stackblaze db upgrade %s --revert`", rec.From, rerr, name)}
+					State: fmt.Sprintf("going back to PostgreSQL %d failed too (%v)", rec.From, rerr),
+					Next:  fmt.Sprintf("stackblaze db upgrade %s --revert", name)}
 			}
 			return res, &UpgradeFailedError{Name: name, From: rec.From, To: rec.To, Err: err,
-				State: fmt.Sprintf("the database is back on PostgreSQL %d with its data of the upgrade's start", rec.From)}
+				State: fmt.Sprintf("the database is back on PostgreSQL %d with its data of the upgrade's start", rec.From),
+				Next:  fmt.Sprintf("stackblaze db upgrade %s --version %d", name, rec.To)}
 		}
 		rec.Up = now().UTC()
+		// The pg_upgrade pod upgraded the stanza; a run that went on after it failed there
+		// (see putBack) needs it done here. Nothing to do when it matches.
+		if _, err := ExecOutput(ctx, c, name, BackupConfig(name).InPod([]string{"stanza-upgrade"})); err != nil {
+			return res, fmt.Errorf("upgrade the backup stanza: %w", err)
+		}
 		if err := save(UpgradeStarted); err != nil {
 			return res, err
 		}
@@ -715,63 +769,105 @@ func Revert(ctx context.Context, c *kube.Client, name string, o RevertOptions) (
 	if _, err := Guard(ctx, cs, ns, name, UpgradeObjects(name)); err != nil {
 		return nil, err
 	}
-	fromBackup := rec.Phase != UpgradeBackedUp && rec.Phase != UpgradeStopped && rec.Phase != UpgradeUpgraded
-	if rec.Phase != UpgradeBackedUp {
-		rec.Phase = UpgradeReverting
-		if err := writeUpgrade(ctx, cs, ns, name, rec); err != nil {
-			return nil, err
-		}
-		prog.Start("Stopping %s", name)
-		if _, err := Scale(ctx, cs, ns, name, 0); err != nil {
-			stopProgress(prog)
-			return nil, err
-		}
-		err := kube.WaitPodGone(ctx, cs, ns, PodName(name))
-		stopProgress(prog)
-		if err != nil {
-			return nil, err
-		}
-		prog.Done("Database stopped")
-		action := []string{"undo"}
-		what := "Putting the PostgreSQL %d data back"
-		if fromBackup {
-			action = []string{"restore", rec.Backup}
-			what = "Restoring PostgreSQL %d from backup " + rec.Backup + " and the WAL archived until the upgrade"
-		}
-		prog.Start(what, rec.From)
-		p := upgradePodSpec(sts, UpgradePodName(name), ImageFor(sts, rec.From), ImageFor(sts, max(VersionOf(sts), rec.From)), action, nil, "")
-		_, err = runUpgradePod(ctx, cs, p)
-		stopProgress(prog)
-		if err != nil {
-			return nil, fmt.Errorf("go back to PostgreSQL %d: %w", rec.From, err)
-		}
-		prog.Done("Data of PostgreSQL %d in place", rec.From)
-		prog.Start("Starting %s on PostgreSQL %d", name, rec.From)
-		err = setMajor(ctx, cs, sts, rec.From)
+	if rec.Phase == UpgradeBackedUp {
+		// Nothing was changed yet (a run killed while it stopped the database left it at 0
+		// replicas): the prepared pod goes, and the old major runs on.
+		prog.Start("Starting %s on PostgreSQL %d again", name, rec.From)
+		err := deletePod(ctx, cs, ns, UpgradePodName(name))
 		if err == nil {
 			_, err = Scale(ctx, cs, ns, name, 1)
 		}
 		if err == nil {
-			err = waitPrimary(ctx, c, name, o.Timeout)
+			err = waitPrimary(ctx, c, name, upTimeout(o.Timeout))
 		}
 		stopProgress(prog)
 		if err != nil {
 			return nil, fmt.Errorf("start PostgreSQL %d again: %w", rec.From, err)
 		}
 		prog.Done("PostgreSQL %d accepts connections", rec.From)
-	}
-	if fromBackup {
-		prog.Start("Taking a full backup of PostgreSQL %d", rec.From)
-		t, err := OpenBackups(ctx, c, name)
+	} else {
+		if rec.Phase != UpgradeReverting {
+			// Before pg_upgrade put the new major in place the old data is simply put back;
+			// after, only the backup gives the old major back.
+			rec.RevertBy = "backup"
+			if rec.Phase == UpgradeStopped {
+				rec.RevertBy = "undo"
+			}
+			rec.Phase = UpgradeReverting
+			if err := writeUpgrade(ctx, cs, ns, name, rec); err != nil {
+				return nil, err
+			}
+		}
+		if !rec.Restored {
+			prog.Start("Stopping %s", name)
+			if _, err := Scale(ctx, cs, ns, name, 0); err != nil {
+				stopProgress(prog)
+				return nil, err
+			}
+			err := kube.WaitPodGone(ctx, cs, ns, PodName(name))
+			stopProgress(prog)
+			if err != nil {
+				return nil, err
+			}
+			prog.Done("Database stopped")
+			newImage := ImageFor(sts, max(VersionOf(sts), rec.To))
+			if rec.RevertBy == "undo" {
+				prog.Start("Putting the PostgreSQL %d data back", rec.From)
+				p := upgradePodSpec(sts, UpgradePodName(name), ImageFor(sts, rec.From), newImage, []string{"undo"}, nil, "")
+				out, err := runUpgradePod(ctx, cs, p)
+				stopProgress(prog)
+				if err != nil {
+					return nil, fmt.Errorf("go back to PostgreSQL %d: %w", rec.From, err)
+				}
+				if strings.Contains(out, "upgraded: PGDATA is PostgreSQL") {
+					// pg_upgrade had finished: the old data is gone.
+					rec.RevertBy = "backup"
+					if err := writeUpgrade(ctx, cs, ns, name, rec); err != nil {
+						return nil, err
+					}
+				}
+			}
+			if rec.RevertBy == "backup" {
+				prog.Start("Restoring PostgreSQL %d from backup %s and the WAL it wrote until the upgrade", rec.From, rec.Backup)
+				p := upgradePodSpec(sts, UpgradePodName(name), ImageFor(sts, rec.From), newImage, []string{"restore", rec.Backup}, nil, "")
+				_, err := runUpgradePod(ctx, cs, p)
+				stopProgress(prog)
+				if err != nil {
+					return nil, fmt.Errorf("go back to PostgreSQL %d: %w", rec.From, err)
+				}
+			}
+			rec.Restored = true
+			if err := writeUpgrade(ctx, cs, ns, name, rec); err != nil {
+				return nil, err
+			}
+			prog.Done("Data of PostgreSQL %d in place", rec.From)
+		}
+		prog.Start("Starting %s on PostgreSQL %d", name, rec.From)
+		err := setMajor(ctx, cs, sts, rec.From)
 		if err == nil {
-			_, err = t.Take(ctx, bk.TypeFull)
+			_, err = Scale(ctx, cs, ns, name, 1)
+		}
+		if err == nil {
+			err = waitPrimary(ctx, c, name, upTimeout(o.Timeout))
 		}
 		stopProgress(prog)
 		if err != nil {
-			return nil, fmt.Errorf("full backup after going back: %w", err)
+			return nil, fmt.Errorf("start PostgreSQL %d again: %w", rec.From, err)
 		}
-		prog.Done("Full backup of PostgreSQL %d taken", rec.From)
-		_, _ = ExecOutput(ctx, c, name, []string{"sh", "-c", `rm -rf "$(dirname "$PGDATA")/pgdata.before-revert"`})
+		prog.Done("PostgreSQL %d accepts connections", rec.From)
+		if rec.RevertBy == "backup" {
+			prog.Start("Taking a full backup of PostgreSQL %d", rec.From)
+			t, err := OpenBackups(ctx, c, name)
+			if err == nil {
+				_, err = t.Take(ctx, bk.TypeFull)
+			}
+			stopProgress(prog)
+			if err != nil {
+				return nil, fmt.Errorf("full backup after going back: %w", err)
+			}
+			prog.Done("Full backup of PostgreSQL %d taken", rec.From)
+		}
+		_, _ = ExecOutput(ctx, c, name, []string{"sh", "-c", `d=$(dirname "$PGDATA"); rm -rf "$d/pgdata.before-revert" "$d/upgrade-wal"`})
 	}
 	rec.Phase, rec.Reverted = UpgradeReverted, now().UTC()
 	if err := writeUpgrade(ctx, cs, ns, name, rec); err != nil {
@@ -785,6 +881,7 @@ func Revert(ctx context.Context, c *kube.Client, name string, o RevertOptions) (
 func waitPrimary(ctx context.Context, c *kube.Client, name string, timeout time.Duration) error {
 	wctx, cancel := context.WithCancel(ctx)
 	if timeout > 0 {
+		cancel()
 		wctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
@@ -820,6 +917,9 @@ func FinishUpgrade(ctx context.Context, c *kube.Client, name string, now time.Ti
 	if err := writeUpgrade(ctx, c.Clientset, c.Namespace, name, rec); err != nil {
 		return nil, err
 	}
+	// The old major's last WAL, kept for the way back, is of no use any more (a stopped database
+	// keeps it until its next upgrade).
+	_, _ = ExecOutput(ctx, c, name, []string{"sh", "-c", `rm -rf "$(dirname "$PGDATA")/upgrade-wal"`})
 	return rec, nil
 }
 
@@ -828,4 +928,13 @@ func stopProgress(p Progress) {
 	if s, ok := p.(interface{ Stop() }); ok {
 		s.Stop()
 	}
+}
+
+// upTimeout is how long a step waits for a pod when the caller set no limit: long enough for a
+// slow image pull, short enough that a pod that can never start is reported.
+func upTimeout(d time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return 10 * time.Minute
 }

@@ -161,8 +161,15 @@ check() {
 }
 
 # undo puts the old data directory back as it was before pg_upgrade linked it: valid as long as
-# the upgraded cluster was never started by the database (pg_upgrade's own starts aside).
+# the upgraded cluster was never started by the database (pg_upgrade's own starts aside). When
+# the run had already put the new major in place, it changes nothing and says "upgraded": the
+# old data is gone then, and only the backup gives the old major back.
 undo() {
+  if [ -f "$PGDATA/PG_VERSION" ] && [ "$(cat "$PGDATA/PG_VERSION")" = "$new_major" ]; then
+    rm -rf "$staging" "$parent/pgdata.pre-upgrade"
+    echo "upgraded: PGDATA is PostgreSQL $new_major already"
+    return 0
+  fi
   if [ ! -e "$PGDATA/PG_VERSION" ] && [ -d "$parent/pgdata.pre-upgrade" ]; then
     rm -rf "$PGDATA"
     mv "$parent/pgdata.pre-upgrade" "$PGDATA"
@@ -174,25 +181,39 @@ undo() {
   log "PGDATA is PostgreSQL $(cat "$PGDATA/PG_VERSION") again"
 }
 
-# archive_last pushes the WAL the stopped server wrote after its last archived segment (the
-# segments waiting in archive_status and the one with the shutdown checkpoint), so that the
-# repository holds every commit of the old major: the way back restores up to there.
+# archive_last pushes the finished WAL segments the stopped server had not archived yet (those
+# waiting in archive_status; the archiver would push the same bytes, so a later push of them is
+# no conflict). The segment it was writing is not finished: pushing it would clash with the
+# finished one the old server archives if it runs on (after undo); keep_last_wal keeps it instead.
 archive_last() {
-  local f last
+  local f
   for f in "$PGDATA"/pg_wal/archive_status/*.ready; do
     [ -e "$f" ] || continue
     f=$(basename "$f" .ready)
     pgbackrest --stanza="${STANZA:?}" --pg1-path="$PGDATA" archive-push "$PGDATA/pg_wal/$f" >&2
     mv "$PGDATA/pg_wal/archive_status/$f.ready" "$PGDATA/pg_wal/archive_status/$f.done"
   done
-  last=$("$(old_bindir)/pg_controldata" -D "$PGDATA" | sed -n "s/^Latest checkpoint's REDO WAL file: *//p")
-  [ -n "$last" ] && [ -f "$PGDATA/pg_wal/$last" ] || { log "cannot find the last WAL segment"; exit 1; }
-  pgbackrest --stanza="$STANZA" --pg1-path="$PGDATA" archive-push "$PGDATA/pg_wal/$last" >&2
-  echo "$last" >"$parent/upgrade-last-wal"
+}
+
+# keep_last_wal copies, once pg_upgrade has succeeded and before the old data directory goes,
+# the old server's WAL from segment $1 (its last checkpoint's) on to upgrade-wal beside PGDATA:
+# the way back (restore_set) replays it after the archive, so that it loses no commit of the old
+# major. It stays until the upgrade is finished or reverted.
+keep_last_wal() {
+  local first=$1 f
+  rm -rf "$parent/upgrade-wal"
+  mkdir -m 700 "$parent/upgrade-wal.tmp"
+  for f in "$PGDATA"/pg_wal/*; do
+    f=$(basename "$f")
+    case "$f" in *[!0-9A-F]*) continue ;; esac
+    [ ${#f} -eq 24 ] && [[ ! "$f" < "$first" ]] || continue
+    cp "$PGDATA/pg_wal/$f" "$parent/upgrade-wal.tmp/"
+  done
+  mv "$parent/upgrade-wal.tmp" "$parent/upgrade-wal"
 }
 
 run() {
-  local old_bin old_major state
+  local old_bin old_major state last
   if [ -f "$PGDATA/PG_VERSION" ] && [ "$(cat "$PGDATA/PG_VERSION")" = "$new_major" ]; then
     rm -rf "$parent/pgdata.pre-upgrade" "$staging"
     log "PGDATA is PostgreSQL $new_major already"
@@ -221,6 +242,8 @@ run() {
     "$old_bin/pg_ctl" -s -D "$PGDATA" -m fast -w -t 600 stop
   fi
   archive_last
+  last=$("$old_bin/pg_controldata" -D "$PGDATA" | sed -n "s/^Latest checkpoint's REDO WAL file: *//p")
+  [ -n "$last" ] || { log "cannot read the old server's last WAL segment"; exit 1; }
   log "pg_upgrade --link from $old_major to $new_major"
   cd "$work"
   if ! "$new_bindir/pg_upgrade" --link -b "$old_bin" -B "$new_bindir" -d "$PGDATA" -D "$staging" \
@@ -236,6 +259,7 @@ run() {
   [ ! -f "$PGDATA/postgresql.auto.conf" ] || cp "$PGDATA/postgresql.auto.conf" "$staging/"
   echo "listen_addresses = '*'" >>"$staging/postgresql.conf"
   rm -rf "$staging/pg_upgrade_output.d" "$work/delete_old_cluster.sh"
+  keep_last_wal "$last"
   sync
   mv "$PGDATA" "$parent/pgdata.pre-upgrade"
   mv "$staging" "$PGDATA"
@@ -252,14 +276,24 @@ stanza_upgrade() {
 }
 
 # restore_set restores backup set $1 into a new directory and puts it in place of PGDATA,
-# keeping what it replaces as pgdata.before-revert until the next upgrade or revert.
+# keeping what it replaces as pgdata.before-revert (the command removes it once the old major
+# runs again). The WAL keep_last_wal kept goes into the restored pg_wal: recovery replays the
+# archive, then it, up to the moment the old major stopped. Run again after it put the data in
+# place (PGDATA is no longer this image's major), it changes nothing.
 restore_set() {
   local set=${1:?usage: upgrade.sh restore SET} dir="$PGDATA.revert"
+  if [ -d "$parent/pgdata.before-revert" ] && [ -f "$PGDATA/PG_VERSION" ] && [ "$(cat "$PGDATA/PG_VERSION")" != "$new_major" ]; then
+    log "PGDATA is PostgreSQL $(cat "$PGDATA/PG_VERSION") already: restored by an earlier run"
+    return 0
+  fi
   rm -rf "$dir"
   mkdir -m 700 "$dir"
   pgbackrest --stanza="${STANZA:?}" --pg1-path="$dir" --set="$set" \
     "--recovery-option=restore_command=exec pgbackrest --stanza=$STANZA --pg1-path=\"\$(pwd -P)\" archive-get %f \"%p\"" \
     restore >&2
+  if [ -d "$parent/upgrade-wal" ]; then
+    cp "$parent"/upgrade-wal/* "$dir/pg_wal/" 2>/dev/null || true
+  fi
   if [ -f "$PGDATA/PG_VERSION" ]; then
     rm -rf "$parent/pgdata.before-revert"
     mv "$PGDATA" "$parent/pgdata.before-revert"

@@ -215,8 +215,8 @@ func run(ctx context.Context, o *Options) error {
 		prog := o.IO.NewProgress(o.Now)
 		prog.Start("Checking that %s can go from PostgreSQL %d to %d (pg_upgrade --check on the live data)", o.Name, database.VersionOf(sts), to)
 		wctx, cancel := cmdutil.TimeoutContext(ctx, o.Timeout)
+		defer cancel()
 		chk, err := database.CheckUpgrade(wctx, c, o.Name, to)
-		cancel()
 		prog.Stop()
 		if err != nil {
 			return kerr(cmdutil.AsTimeout(err, ctx, wctx))
@@ -364,7 +364,7 @@ func upgradeError(err error, scope cmdutil.Scope) error {
 	var failed *database.UpgradeFailedError
 	if errors.As(err, &failed) {
 		return cmdutil.Errorf(cmdutil.ExitError, "%v", err).
-			WithHint("fix the cause, then run `stackblaze db upgrade %s --version %d` again (check it first with --check)", failed.Name, failed.To)
+			WithHint("fix the cause, then run `%s`", failed.Next)
 	}
 	var podFailed *database.PodFailedError
 	if errors.As(err, &podFailed) {
