@@ -368,10 +368,10 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			return nil, err
 		}
 		prog.Start("Checking that %s can go from PostgreSQL %d to %d (pg_upgrade --check on the live data)", name, from, o.To)
-		cctx, cancel := context.WithTimeout(ctx, upTimeout(o.Timeout))
+		cctx, cancel := context.WithTimeout(ctx, upTimeout(0))
 		chk, err := CheckUpgrade(cctx, c, name, o.To)
 		if err != nil && cctx.Err() != nil && ctx.Err() == nil {
-			err = fmt.Errorf("the upgrade check did not finish within %s: %w", upTimeout(o.Timeout), err)
+			err = fmt.Errorf("the upgrade check did not finish within %s: %w", upTimeout(0), err)
 		}
 		cancel()
 		stopProgress(prog)
@@ -432,7 +432,7 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			_, err = Scale(ctx, cs, ns, name, 1)
 		}
 		if err == nil {
-			err = waitPrimary(ctx, c, name, upTimeout(o.Timeout))
+			err = waitPrimary(ctx, c, name, upTimeout(0))
 		}
 		if err != nil {
 			fail.State = fmt.Sprintf("the data is back as PostgreSQL %d, but the database did not start (%v)", rec.From, err)
@@ -457,7 +457,7 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			{Name: "OLD_CTYPE", Value: rec.Ctype}, {Name: "OLD_CHECKSUMS", Value: rec.Checksums}}
 		runPod = upgradePodSpec(sts, UpgradePodName(name), ImageFor(sts, rec.From), ImageFor(sts, rec.To), []string{"run"}, env, node)
 		prog.Start("Preparing pg_upgrade beside the running database (both majors' binaries, the new cluster)")
-		pctx, cancel := context.WithTimeout(ctx, upTimeout(o.Timeout))
+		pctx, cancel := context.WithTimeout(ctx, upTimeout(0))
 		err := startUpgradePod(pctx, cs, runPod)
 		var cur *corev1.Pod
 		if err == nil {
@@ -467,7 +467,7 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			_, err = endUpgradePod(pctx, cs, runPod)
 		}
 		if err != nil && pctx.Err() != nil && ctx.Err() == nil {
-			err = fmt.Errorf("pod %s was not ready within %s: %w", runPod.Name, upTimeout(o.Timeout), err)
+			err = fmt.Errorf("pod %s was not ready within %s: %w", runPod.Name, upTimeout(0), err)
 		}
 		cancel()
 		if err != nil {
@@ -482,7 +482,7 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 				_ = deletePod(dctx, cs, ns, runPod.Name)
 				cancel()
 				state := fmt.Sprintf("the database runs PostgreSQL %d unchanged", rec.From)
-				if _, serr := Scale(ctx, cs, ns, name, 1); serr == nil && waitPrimary(ctx, c, name, upTimeout(o.Timeout)) == nil {
+				if _, serr := Scale(ctx, cs, ns, name, 1); serr == nil && waitPrimary(ctx, c, name, upTimeout(0)) == nil {
 					_ = writeUpgrade(ctx, cs, ns, name, nil)
 				} else {
 					state = fmt.Sprintf("the database's data is PostgreSQL %d unchanged, but it is not running", rec.From)
@@ -930,8 +930,9 @@ func stopProgress(p Progress) {
 	}
 }
 
-// upTimeout is how long a step waits for a pod when the caller set no limit: long enough for a
-// slow image pull, short enough that a pod that can never start is reported.
+// upTimeout is how long a step waits for a pod when the caller set no limit (and the check and
+// the preparation always: --timeout is the new major's start): long enough for a slow image
+// pull, short enough that a pod that can never start is reported.
 func upTimeout(d time.Duration) time.Duration {
 	if d > 0 {
 		return d

@@ -138,7 +138,7 @@ stackblaze db upgrade mydb --finish`,
 	cmd.Flags().BoolVar(&opts.Revert, "revert", false, "go back to the old major after an upgrade not yet finished")
 	cmd.Flags().BoolVar(&opts.Finish, "finish", false, "confirm the upgrade: the way back (--revert) closes")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
-	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 10*time.Minute, "how long to wait for the check (--check) and for the database to accept connections on the new major")
+	cmdutil.TimeoutFlag(cmd, &opts.Timeout, 10*time.Minute, "how long to wait for the check (--check) and for the database to accept connections on the new major (with --revert, the old one)")
 	cmd.Flags().DurationVar(&opts.LockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another upgrade run of the database to finish")
 	cmd.Flags().DurationVar(&opts.LeaseDuration, "lease-duration", 15*time.Second, "how long the lock outlives a run that stopped renewing it (crashed)")
 	return cmd
