@@ -69,9 +69,9 @@ func TestUpgradeRecord(t *testing.T) {
 
 func TestImageFor(t *testing.T) {
 	for img, want := range map[string]string{
-		"stackblaze/postgres:15":                 "stackblaze/postgres:17",
+		"stackblaze/postgres:15":                "stackblaze/postgres:17",
 		"mirror.internal:5000/team/postgres:15": "mirror.internal:5000/team/postgres:17",
-		"localhost:5000/postgres":                "localhost:5000/postgres:17",
+		"localhost:5000/postgres":               "localhost:5000/postgres:17",
 	} {
 		sts := &appsv1.StatefulSet{}
 		sts.Spec.Template.Spec.Containers = []corev1.Container{{Name: ContainerName, Image: img}}
