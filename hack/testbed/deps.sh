@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the distribution's packages that the test bed and the test suite need when they are
 # missing: for the real node, runc, the CNI plugins, iptables and conntrack (kube-proxy), openssl
-# (the node's certificate) and mmdebstrap (the database images); PostgreSQL's server and client
+# (the node's certificate), mmdebstrap (the database images) and xfsprogs (the volumes' filesystems,
+# hack/testbed/provisioner); PostgreSQL's server and client
 # tools (psql, pg_dump, pgbench on this machine, and the loopback backup tests' servers),
 # pgBackRest and libfaketime (backups, and backdating them honestly in the retention test), tmux
 # with bash-completion (the shell completion test types TAB in a real bash), iproute2 and procps
@@ -16,6 +17,7 @@ command -v iptables >/dev/null || missing+=(iptables)
 command -v conntrack >/dev/null || missing+=(conntrack)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v mkfs.xfs >/dev/null && command -v xfs_growfs >/dev/null || missing+=(xfsprogs)
 [ -n "$(pg_bindir)" ] || missing+=(postgresql postgresql-contrib)
 command -v psql >/dev/null || missing+=(postgresql-client)
 id postgres >/dev/null 2>&1 || missing+=(postgresql)

@@ -381,6 +381,12 @@ node_down() {
   for m in $(awk -v a="$TB/" -v b="$RUNDIR/" 'index($5, a) == 1 || index($5, b) == 1 || $5 == substr(b, 1, length(b) - 1) {print $5}' /proc/self/mountinfo | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
+  # The volumes' loop devices (hack/testbed/provisioner): an unmount frees them, a lazy one once
+  # the last user is gone; any left are detached here.
+  local dev file
+  while read -r dev file; do
+    case "$file" in "$TB"/*) losetup -d "$dev" 2>/dev/null || true ;; esac
+  done < <(losetup -n -l -O NAME,BACK-FILE 2>/dev/null || true)
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
   local before="$NODE/before"
   if [ -f "$before/iptables" ]; then

@@ -371,6 +371,7 @@ func developerRun(t *testing.T, env *testbed.Env, ns, kc string) {
 	}
 	must("db", "create", db, "--version", "15", "--plan", "standard", "--storage", "1Gi", "--timeout", "4m")
 	must("db", "upgrade", db, "--version", "17", "--check")
+	must("db", "resize", db, "--storage", "2Gi")
 	must("db", "list")
 	must("db", "status", db)
 	must("db", "attach", db, "--to", "deployment/web")

@@ -41,6 +41,7 @@ func Owned(name string) []ObjectRef {
 		{"Lease", LockName(name, "upgrade")},
 		{"Pod", UpgradePodName(name)},
 		{"Pod", UpgradeCheckPodName(name)},
+		{"ConfigMap", ResizeConfigMapName(name)},
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -40,6 +41,8 @@ type machine struct {
 	Sysctls    map[string]string
 	Dirs       map[string]bool
 	Processes  []string
+	// Loops are the attached loop devices and their files (the volumes' images).
+	Loops []string
 }
 
 // sysctls are the settings up.sh changes or lets the kubelet, kube-proxy and the CNI plugins change.
@@ -107,6 +110,12 @@ func readMachine(t *testing.T, tb string) machine {
 		_, err := os.Stat(d)
 		m.Dirs[d] = err == nil
 	}
+	out, err := exec.Command("losetup", "-n", "-l", "-O", "NAME,BACK-FILE").Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	m.Loops = strings.Fields(strings.TrimSpace(string(out)))
+	slices.Sort(m.Loops)
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		cmd, err := os.ReadFile(p)
@@ -172,13 +181,25 @@ func TestE2ETestbedCycle(t *testing.T) {
 	}
 	client := kubernetes.NewForConfigOrDie(cfg)
 	ctx := testbed.Context(t, 3*time.Minute)
+	// With a volume: a loop-mounted filesystem to clean up too.
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "cycle", Namespace: "default"},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+	}
+	if _, err := client.CoreV1().PersistentVolumeClaims("default").Create(ctx, claim, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "cycle", Namespace: "default"},
 		Spec: corev1.PodSpec{
 			SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](999)},
 			Containers: []corev1.Container{{
 				Name: "c", Image: database.DefaultImageRepository + ":17", Command: []string{"sleep", "3600"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
 			}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "cycle"}}}},
 		},
 	}
 	if _, err := client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -198,6 +219,7 @@ func TestE2ETestbedCycle(t *testing.T) {
 		"kube-proxy's chains":            strings.Contains(up.IPTables, ":KUBE-SERVICES"),
 		"the test bed's cgroups":         len(up.Cgroups) > len(before.Cgroups),
 		"mounts of the pod":              len(up.Mounts) > len(before.Mounts),
+		"a loop device of its volume":    len(up.Loops) > len(before.Loops),
 		"forwarding on (ip_forward=1)":   up.Sysctls["net/ipv4/ip_forward"] == "1",
 		"the test bed's state directory": up.Dirs[tb],
 	} {
@@ -211,6 +233,7 @@ func TestE2ETestbedCycle(t *testing.T) {
 	var report strings.Builder
 	report.WriteString(diff("mount", before.Mounts, after.Mounts))
 	report.WriteString(diff("interface", before.Interfaces, after.Interfaces))
+	report.WriteString(diff("loop device", before.Loops, after.Loops))
 	report.WriteString(diff("cgroup", before.Cgroups, after.Cgroups))
 	report.WriteString(diff("iptables line", strings.Split(before.IPTables, "\n"), strings.Split(after.IPTables, "\n")))
 	for _, p := range after.Processes {

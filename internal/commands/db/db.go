@@ -14,6 +14,7 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db/list"
 	"github.com/stackblaze/stackblaze/internal/commands/db/migrate"
 	"github.com/stackblaze/stackblaze/internal/commands/db/proxy"
+	"github.com/stackblaze/stackblaze/internal/commands/db/resize"
 	"github.com/stackblaze/stackblaze/internal/commands/db/restore"
 	"github.com/stackblaze/stackblaze/internal/commands/db/rotatecreds"
 	"github.com/stackblaze/stackblaze/internal/commands/db/run"
@@ -57,6 +58,7 @@ func NewCmdDB(f *cmdutil.Factory) *cobra.Command {
 		backup.NewCmdBackup(f),
 		restore.NewCmdRestore(f, nil),
 		upgrade.NewCmdUpgrade(f, nil),
+		resize.NewCmdResize(f, nil),
 	)
 	return cmd
 }

@@ -1,0 +1,199 @@
+package resize_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/stackblaze/stackblaze/internal/database"
+	"github.com/stackblaze/stackblaze/internal/testbed"
+)
+
+func psql(t *testing.T, env *testbed.Env, ns, db, query string) string {
+	t.Helper()
+	r := env.Run(t, ns, "db", "run", db, "--", "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
+	if r.Code != 0 {
+		t.Fatalf("psql %q: exit %d\n%s", query, r.Code, r.Stderr)
+	}
+	return strings.TrimSpace(r.Stdout)
+}
+
+func claimSize(t *testing.T, env *testbed.Env, ns, claim string) (spec, status string) {
+	t.Helper()
+	c, err := env.Client.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), claim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Spec.Resources.Requests[corev1.ResourceStorage], c.Status.Capacity[corev1.ResourceStorage]
+	return a.String(), b.String()
+}
+
+// db resize grows the volumes online: the database's pod is neither replaced nor restarted, the
+// rows written during the resize are there, the claims, the StatefulSet's claim templates and
+// the filesystem in the container all have the new size, and a stop and start keeps it.
+func TestE2EResizeOnline(t *testing.T) {
+	env := testbed.Require(t)
+	ns := env.Namespace(t, nil)
+	const db = "grow"
+	if r := env.Run(t, ns, "db", "create", db); r.Code != 0 {
+		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
+	}
+	psql(t, env, ns, db, "create table t (n int); insert into t select generate_series(1, 1000)")
+	pods := env.Client.CoreV1().Pods(ns)
+	before, err := pods.Get(context.Background(), database.PodName(db), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writes while the volumes grow, in the database's own container, until told to stop; it
+	// prints how many it committed.
+	type written struct {
+		n   int
+		err error
+	}
+	writer := make(chan written, 1)
+	go func() {
+		out, err := env.Exec(t, ns, database.PodName(db), "sh", "-c",
+			`i=1000; while [ ! -e /tmp/stop-writing ]; do i=$((i+1)); psql -X -q -U postgres -d grow -c "insert into t values ($i)" >/dev/null || exit 1; done; echo $i`)
+		n, _ := strconv.Atoi(strings.TrimSpace(out))
+		writer <- written{n, err}
+	}()
+	r := env.Run(t, ns, "db", "resize", db, "--storage", "2Gi", "-o", "json")
+	if r.Code != 0 {
+		t.Fatalf("resize: exit %d\n%s", r.Code, r.Stderr)
+	}
+	var res struct {
+		FilesystemBytes int64 `json:"filesystemBytes"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil || res.FilesystemBytes < 19*(1<<30)/10 {
+		t.Errorf("resize -o json: %v %s", err, r.Stdout)
+	}
+	mustExec(t, env, ns, database.PodName(db), "touch", "/tmp/stop-writing")
+	w := <-writer
+	if w.err != nil || w.n <= 1000 {
+		t.Fatalf("the writes during the resize: %d, %v", w.n, w.err)
+	}
+	total := strconv.Itoa(w.n)
+	if got := psql(t, env, ns, db, "select count(*), count(distinct n), max(n) from t"); got != total+"|"+total+"|"+total {
+		t.Errorf("rows after the resize: %s, want %s of them", got, total)
+	}
+	after, err := pods.Get(context.Background(), database.PodName(db), metav1.GetOptions{})
+	if err != nil || after.UID != before.UID || after.Status.ContainerStatuses[0].RestartCount != 0 {
+		t.Errorf("the database's pod was replaced or restarted by the resize: %v", err)
+	}
+	for claim, want := range map[string]string{database.PVCName(db): "2Gi", database.BackupPVCName(db): "4Gi"} {
+		if spec, status := claimSize(t, env, ns, claim); spec != want || status != want {
+			t.Errorf("claim %s: spec %s, status %s, want %s", claim, spec, status, want)
+		}
+	}
+	sts, err := env.Client.AppsV1().StatefulSets(ns).Get(context.Background(), db, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tpl := range sts.Spec.VolumeClaimTemplates {
+		q := tpl.Spec.Resources.Requests[corev1.ResourceStorage]
+		if want := map[string]string{"data": "2Gi", "backup": "4Gi"}[tpl.Name]; q.String() != want {
+			t.Errorf("the StatefulSet's claim template %s asks %s, want %s", tpl.Name, q.String(), want)
+		}
+	}
+	if sts.Annotations[database.AnnotationStorage] != "2Gi" {
+		t.Errorf("storage annotation %q", sts.Annotations[database.AnnotationStorage])
+	}
+	df := strings.Fields(mustExec(t, env, ns, database.PodName(db), "df", "-B1", "--output=size", database.DataMountPath))
+	if n, _ := strconv.ParseInt(df[len(df)-1], 10, 64); n < 19*(1<<30)/10 {
+		t.Errorf("the data filesystem in the container has %d bytes", n)
+	}
+	// A stop and start: the new pod gets the grown volume, and create agrees with the size.
+	for _, n := range []string{"0", "1"} {
+		if r := env.Run(t, ns, "db", "scale", db, "--replicas", n); r.Code != 0 {
+			t.Fatalf("scale %s: exit %d\n%s", n, r.Code, r.Stderr)
+		}
+	}
+	if got := psql(t, env, ns, db, "select count(*) from t"); got != total {
+		t.Errorf("rows after a restart: %s", got)
+	}
+	if r := env.Run(t, ns, "db", "create", db, "--storage", "2Gi"); r.Code != 0 {
+		t.Errorf("create with the new size: exit %d\n%s", r.Code, r.Stderr)
+	}
+}
+
+func mustExec(t *testing.T, env *testbed.Env, ns, pod string, argv ...string) string {
+	t.Helper()
+	out, err := env.Exec(t, ns, pod, argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Shrinking, a size out of range and a StorageClass that does not allow expansion: exit 2 and
+// nothing changed.
+func TestE2EResizeRefused(t *testing.T) {
+	env := testbed.Require(t)
+	ns := env.Namespace(t, nil)
+	ctx := context.Background()
+	// A StorageClass of the test bed's provisioner without expansion, for database "fixed":
+	// its claims are made first, with the database's labels, as the StatefulSet would name them.
+	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fixed-" + ns}, Provisioner: "testbed.stackblaze.io/local",
+		VolumeBindingMode: ptr.To(storagev1.VolumeBindingWaitForFirstConsumer), AllowVolumeExpansion: ptr.To(false)}
+	if _, err := env.Client.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.StorageV1().StorageClasses().Delete(context.Background(), sc.Name, metav1.DeleteOptions{}) })
+	for claim, size := range map[string]string{database.PVCName("fixed"): "1Gi", database.BackupPVCName("fixed"): "2Gi"} {
+		pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: claim, Labels: database.Labels("fixed")},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: &sc.Name, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}}}}
+		if _, err := env.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"create", "fixed"}, {"create", "big", "--storage", "2Gi"}} {
+		if r := env.Run(t, ns, append([]string{"db"}, args...)...); r.Code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, r.Code, r.Stderr)
+		}
+	}
+	state := func() string {
+		var b strings.Builder
+		l, err := env.Client.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range l.Items {
+			b.WriteString(c.Name + "@" + c.ResourceVersion + " ")
+		}
+		s, err := env.Client.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range s.Items {
+			b.WriteString(x.Name + "@" + string(x.UID) + " ")
+		}
+		return b.String()
+	}
+	was := state()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"big", "--storage", "1Gi"}, "volumes only grow"},
+		{[]string{"big", "--storage", "600Gi"}, "1Gi to 500Gi"},
+		{[]string{"big", "--storage", "lots"}, "not a size"},
+		{[]string{"fixed", "--storage", "2Gi"}, "does not allow volume expansion"},
+	} {
+		r := env.Run(t, ns, append([]string{"db", "resize"}, tc.args...)...)
+		if r.Code != 2 || !strings.Contains(r.Stderr, tc.want) {
+			t.Errorf("resize %v: exit %d, want 2 and %q\n%s", tc.args, r.Code, tc.want, r.Stderr)
+		}
+	}
+	if now := state(); now != was {
+		t.Errorf("a refused resize changed the namespace:\n%s\n%s", was, now)
+	}
+}
