@@ -294,7 +294,6 @@ func (p *provisioner) expand(ctx context.Context, pvc *corev1.PersistentVolumeCl
 	return err
 }
 
-
 // mounted tells whether dir is a mount point.
 func mounted(dir string) bool {
 	return exec.Command("mountpoint", "-q", dir).Run() == nil
