@@ -22,6 +22,8 @@ const (
 	StateStopping    = "stopping"
 	StatePending     = "pending"
 	StateTerminating = "terminating"
+	// StateDiskFull: the data volume is full; PostgreSQL refuses writes or cannot start.
+	StateDiskFull = "disk full"
 )
 
 // Database is one database as list shows it.
@@ -123,6 +125,27 @@ type Status struct {
 	Backups     *BackupStatus `json:"backups"`
 	// Upgrade is the last major version upgrade (absent when there was none).
 	Upgrade *UpgradeRecord `json:"upgrade,omitempty"`
+	// Disk is the disk use, read in the container (absent when it cannot be read).
+	Disk *DiskUsage `json:"disk,omitempty"`
+}
+
+// ReadDisk adds the disk use to a status: read in the running container, or, when the container
+// does not run, whether it stopped for want of space. A database whose data volume is full is in
+// StateDiskFull. Without permission (pods/exec, pods/log) it leaves the status as it is.
+func ReadDisk(ctx context.Context, c *kube.Client, st *Status) {
+	if st.Pod == nil {
+		return
+	}
+	if st.Pod.Ready {
+		if d, err := ReadDiskUsage(ctx, c, st.Name); err == nil {
+			st.Disk = d
+		}
+	} else if StoppedForSpace(ctx, c.Clientset, st.Namespace, st.Name) {
+		st.Disk = &DiskUsage{Volumes: []VolumeUsage{}, Full: true}
+	}
+	if st.Disk != nil && st.Disk.Full {
+		st.State = StateDiskFull
+	}
 }
 
 // PodStatus is the part of status about the pod.

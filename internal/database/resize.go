@@ -56,7 +56,7 @@ func ValidateResize(current resource.Quantity, to string) (resource.Quantity, er
 		return q, err
 	}
 	if q.Cmp(current) < 0 {
-		return q, inputErrorf("storage %s is smaller than the database's %s: volumes only grow (to shrink, restore a backup into a smaller new database with `db restore --into`)", q.String(), current.String())
+		return q, inputErrorf("storage %s is smaller than the database's %s: volumes only grow, use %s or more", q.String(), current.String(), current.String())
 	}
 	return q, nil
 }
@@ -139,6 +139,17 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name string, size resour
 		}
 		res.Claims[claim] = q.String()
 		prog.Done("Volume claim %s is %s", claim, q.String())
+	}
+	// A server that stopped for want of space waits in CrashLoopBackOff for minutes: its pod is
+	// restarted now, on the grown volume.
+	if p, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{}); err == nil && !kube.PodReady(p) && p.DeletionTimestamp == nil {
+		prog.Start("Restarting %s, which could not run on its full volume", name)
+		err := RestartPod(wctx, cs, ns, PodName(name))
+		stopProgress(prog)
+		if err != nil {
+			return nil, fmt.Errorf("restart the database on the grown volume: %w", err)
+		}
+		prog.Done("Database %s runs again", name)
 	}
 	// The filesystem the server writes to, seen from its container.
 	if p, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{}); err == nil && kube.PodReady(p) {
@@ -300,5 +311,5 @@ func cannotExpand(class, claim string) error {
 	if class != "" {
 		which = "StorageClass " + class
 	}
-	return inputErrorf("%s of volume claim %s does not allow volume expansion (allowVolumeExpansion): the volume cannot grow in place; ask a cluster admin to allow it, or restore into a new, larger database with `db restore --into`", which, claim)
+	return inputErrorf("%s of volume claim %s does not allow volume expansion: the volume cannot grow in place; ask a cluster admin to set allowVolumeExpansion: true on it", which, claim)
 }

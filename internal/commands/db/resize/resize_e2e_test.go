@@ -199,3 +199,53 @@ func TestE2EResizeRefused(t *testing.T) {
 		t.Errorf("a refused resize changed the namespace:\n%s\n%s", was, now)
 	}
 }
+
+// A database that fills its 1Gi volume stops taking writes; status says the disk is full and what
+// to do; db resize brings it back with every committed row, on a grown filesystem.
+func TestE2EResizeFullDisk(t *testing.T) {
+	env := testbed.Require(t)
+	ns := env.Namespace(t, nil)
+	const db = "full"
+	if r := env.Run(t, ns, "db", "create", db); r.Code != 0 {
+		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
+	}
+	psql(t, env, ns, db, "create table big (n int, pad text)")
+	const batch = 100000
+	committed := 0
+	for i := 0; i < 30; i++ {
+		r := env.Run(t, ns, "db", "run", db, "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+			"insert into big select g, repeat(md5(random()::text), 30) from generate_series(1, "+strconv.Itoa(batch)+") g")
+		if r.Code != 0 {
+			break
+		}
+		committed += batch
+	}
+	if committed == 0 || committed >= 30*batch {
+		t.Fatalf("the volume never filled, or nothing was written: %d rows committed", committed)
+	}
+	r := env.Run(t, ns, "db", "status", db, "-o", "json")
+	var st database.Status
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil || st.State != database.StateDiskFull || st.Disk == nil || !st.Disk.Full {
+		t.Fatalf("status of the full database: %v\n%s\n%s", err, r.Stdout, r.Stderr)
+	}
+	r = env.Run(t, ns, "db", "status", db)
+	if !strings.Contains(r.Stdout, "disk full") || !strings.Contains(r.Stdout, "stackblaze db resize full --storage 2Gi") {
+		t.Errorf("status does not say the disk is full and what to do:\n%s", r.Stdout)
+	}
+	if r := env.Run(t, ns, "db", "resize", db, "--storage", "2Gi"); r.Code != 0 {
+		t.Fatalf("resize of the full database: exit %d\n%s", r.Code, r.Stderr)
+	}
+	psql(t, env, ns, db, "insert into big values (-1, 'after the resize')")
+	if got := psql(t, env, ns, db, "select count(*) from big"); got != strconv.Itoa(committed+1) {
+		t.Errorf("rows after the resize: %s, want the %d committed and the new one", got, committed)
+	}
+	df := strings.Fields(mustExec(t, env, ns, database.PodName(db), "df", "-B1", "--output=size", database.DataMountPath))
+	if n, _ := strconv.ParseInt(df[len(df)-1], 10, 64); n < 19*(1<<30)/10 {
+		t.Errorf("the data filesystem in the container has %d bytes", n)
+	}
+	r = env.Run(t, ns, "db", "status", db, "-o", "json")
+	st = database.Status{}
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil || st.State != database.StateReady || st.Disk == nil || st.Disk.Full {
+		t.Errorf("status after the resize: %v\n%s", err, r.Stdout)
+	}
+}

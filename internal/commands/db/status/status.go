@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
 	"github.com/stackblaze/stackblaze/internal/database"
@@ -55,6 +57,9 @@ func run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return cmdutil.KubeError(err, cmdutil.ScopeOf(c, o.Name))
 	}
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	database.ReadDisk(dctx, c, st)
+	cancel()
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, st)
 	}
@@ -119,6 +124,9 @@ func RenderText(w io.Writer, t output.Theme, st *database.Status, now time.Time)
 		{"Host", fmt.Sprintf("%s:%d", st.Host, st.Port)},
 		{"Secret", st.Secret},
 	}
+	if d := st.Disk; d != nil && len(d.Volumes) > 0 {
+		rows = append(rows, []string{"Disk", diskLine(d)})
+	}
 	if u := st.Upgrade; u != nil {
 		rows = append(rows, []string{"Upgrade", upgradeLine(st.Name, u)})
 	}
@@ -144,7 +152,49 @@ func RenderText(w io.Writer, t output.Theme, st *database.Status, now time.Time)
 		}
 		fmt.Fprintf(w, "  %-10s%s\n", r[0]+":", r[1])
 	}
+	if d := st.Disk; d != nil {
+		for _, v := range d.Volumes {
+			if v.Volume == "data" && !d.Full && v.UsedPercent >= database.WarnPercent {
+				fmt.Fprintf(w, "\n%s the data volume is %.0f%% full: grow it before PostgreSQL stops, with `stackblaze db resize %s --storage %s`\n",
+					t.Warning.Render("!"), v.UsedPercent, st.Name, doubled(st.Storage))
+			}
+		}
+		if d.Full {
+			fmt.Fprintf(w, "\n%s the data volume is full: PostgreSQL refuses writes, or stopped and cannot start. Grow it (nothing is lost): `stackblaze db resize %s --storage %s`\n",
+				t.Error.Render("✖"), st.Name, doubled(st.Storage))
+		}
+	}
 	return nil
+}
+
+// diskLine says how full each volume is, and the WAL's share of the data volume.
+func diskLine(d *database.DiskUsage) string {
+	var parts []string
+	for _, v := range d.Volumes {
+		p := fmt.Sprintf("%s %s of %s used (%.0f%%), %s free", v.Volume, output.HumanBytes(v.UsedBytes), output.HumanBytes(v.SizeBytes), v.UsedPercent, output.HumanBytes(v.FreeBytes))
+		if v.Volume == "data" && d.WALBytes > 0 {
+			p += ", WAL " + output.HumanBytes(d.WALBytes)
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// doubled is twice a size such as 1Gi (the resize a full volume's hint suggests), within the
+// largest allowed.
+func doubled(storage string) string {
+	q, err := resource.ParseQuantity(storage)
+	if err != nil {
+		return "SIZE"
+	}
+	gi := q.Value() >> 30 * 2
+	if gi > database.MaxStorageGi {
+		gi = database.MaxStorageGi
+	}
+	if gi < 2 {
+		gi = 2
+	}
+	return fmt.Sprintf("%dGi", gi)
 }
 
 // upgradeLine says where the database's last major version upgrade is.
