@@ -103,8 +103,9 @@ func newTestDB(t testing.TB, ctx context.Context, env *testbed.Env) *testDB {
 				ObjectMeta: metav1.ObjectMeta{Name: "data"},
 				Spec: corev1.PersistentVolumeClaimSpec{
 					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					// Room for TestE2ECopy1GiB's 1 GiB table (the volume is a filesystem of this size).
 					Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-						corev1.ResourceStorage: resource.MustParse("1Gi"),
+						corev1.ResourceStorage: resource.MustParse("3Gi"),
 					}},
 				},
 			}},
