@@ -37,6 +37,10 @@ func (e *ExecError) Unwrap() error { return e.Err }
 // Exec runs argv in a container of pod through the pods/exec subresource, as kubectl exec does:
 // WebSocket first, SPDY when the server does not speak it. stdin may be nil.
 func Exec(ctx context.Context, c *Client, ns, pod, container string, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if c.REST == nil {
+		// A client on a fake clientset (unit tests) has no server to exec through.
+		return fmt.Errorf("exec in pod %s: no connection to a cluster", pod)
+	}
 	req := c.Clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{
 			Container: container,
