@@ -38,6 +38,8 @@ type Database struct {
 	Ready     bool      `json:"ready"`
 	Restarts  int32     `json:"restarts"`
 	Created   time.Time `json:"created"`
+	// Disk is the disk use (list --disk, status), absent when not read.
+	Disk *DiskUsage `json:"disk,omitempty"`
 }
 
 // List returns the databases of a namespace, sorted by name, with exactly two API calls (one list

@@ -88,6 +88,16 @@ func (e *Env) Exec(t testing.TB, ns, pod string, argv ...string) (string, error)
 	return stdout.String(), nil
 }
 
+// MustExec is Exec that fails the test on an error.
+func (e *Env) MustExec(t testing.TB, ns, pod string, argv ...string) string {
+	t.Helper()
+	out, err := e.Exec(t, ns, pod, argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // Command prepares the binary with --kubeconfig and -n set, CI=true, and a context that ends
 // with the test (at most 10 minutes).
 func (e *Env) Command(t testing.TB, ns string, args ...string) *exec.Cmd {

@@ -26,11 +26,7 @@ import (
 
 func mustExec(t *testing.T, env *testbed.Env, ns, pod string, argv ...string) string {
 	t.Helper()
-	out, err := env.Exec(t, ns, pod, argv...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return env.MustExec(t, ns, pod, argv...)
 }
 
 // createDatabase runs `stackblaze db create` and fails the test unless it succeeds.

@@ -126,11 +126,7 @@ func TestE2EResizeOnline(t *testing.T) {
 
 func mustExec(t *testing.T, env *testbed.Env, ns, pod string, argv ...string) string {
 	t.Helper()
-	out, err := env.Exec(t, ns, pod, argv...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return env.MustExec(t, ns, pod, argv...)
 }
 
 // Shrinking, a size out of range and a StorageClass that does not allow expansion: exit 2 and
@@ -231,6 +227,14 @@ func TestE2EResizeFullDisk(t *testing.T) {
 	r = env.Run(t, ns, "db", "status", db)
 	if !strings.Contains(r.Stdout, "disk full") || !strings.Contains(r.Stdout, "stackblaze db resize full --storage 2Gi") {
 		t.Errorf("status does not say the disk is full and what to do:\n%s", r.Stdout)
+	}
+	if st.Pod != nil && st.Pod.Ready {
+		// Still running (refusing writes): list --disk reads it as status does.
+		r = env.Run(t, ns, "db", "list", "--disk", "-o", "json")
+		var dbs []database.Database
+		if err := json.Unmarshal([]byte(r.Stdout), &dbs); err != nil || len(dbs) != 1 || dbs[0].State != database.StateDiskFull || dbs[0].Disk == nil {
+			t.Errorf("list --disk of the full database: %v\n%s", err, r.Stdout)
+		}
 	}
 	if r := env.Run(t, ns, "db", "resize", db, "--storage", "2Gi"); r.Code != 0 {
 		t.Fatalf("resize of the full database: exit %d\n%s", r.Code, r.Stderr)
