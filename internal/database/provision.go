@@ -27,6 +27,22 @@ func (NoProgress) Done(string, ...any)  {}
 func (NoProgress) Info(string, ...any)  {}
 func (NoProgress) Warn(string, ...any)  {}
 
+// progressOr is p, or NoProgress when p is nil.
+func progressOr(p Progress) Progress {
+	if p == nil {
+		return NoProgress{}
+	}
+	return p
+}
+
+// clockOr is now, or time.Now when now is nil.
+func clockOr(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
+}
+
 // ProvisionOptions say what Provision makes and how long it waits.
 type ProvisionOptions struct {
 	Spec Spec
@@ -102,14 +118,8 @@ func (e *LoginRefusedError) Unwrap() error { return e.Err }
 // spec: ownership is checked first (Guard), then the objects are applied, then (unless NoWait) it
 // waits until the pod is ready and the application's login works through a port-forward.
 func Provision(ctx context.Context, c *kube.Client, o ProvisionOptions) (*Provisioned, error) {
-	prog := o.Progress
-	if prog == nil {
-		prog = NoProgress{}
-	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
+	prog := progressOr(o.Progress)
+	now := clockOr(o.Now)
 	spec := o.Spec
 	spec.Namespace = c.Namespace
 

@@ -61,17 +61,15 @@ func ValidateResize(current resource.Quantity, to string) (resource.Quantity, er
 	return q, nil
 }
 
-// ResizeStorage grows database name's volumes to size: the data claim to size, the backup claim
-// (on a volume) to BackupStorage(size), online, where their StorageClass allows expansion; it
+// ResizeStorage grows database name's volumes to size to (ValidateResize: an *InputError, before
+// any change, for a size that is not allowed): the data claim to it, the backup claim (on a
+// volume) to BackupStorage of it, online, where their StorageClass allows expansion; it
 // waits, by watching, until the claims have the new capacity and the data filesystem in the
 // container has grown; then it replaces the StatefulSet (deleted with its pod left running, and
 // created again with the new size in its claim templates, which Kubernetes does not let change in
 // place), so that a pod created later asks for the new size too. The database keeps running.
-func ResizeStorage(ctx context.Context, c *kube.Client, name string, size resource.Quantity, o ResizeOptions) (*Resized, error) {
-	prog := o.Progress
-	if prog == nil {
-		prog = NoProgress{}
-	}
+func ResizeStorage(ctx context.Context, c *kube.Client, name, to string, o ResizeOptions) (*Resized, error) {
+	prog := progressOr(o.Progress)
 	cs, ns := c.Clientset, c.Namespace
 	if _, err := Guard(ctx, cs, ns, name, ResizeObjects(name)); err != nil {
 		return nil, err
@@ -84,11 +82,15 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name string, size resour
 	if err != nil {
 		return nil, err
 	}
-	current := resource.MustParse(orUnknownQuantity(sts.Annotations[AnnotationStorage]))
-	res := &Resized{From: current.String(), To: size.String(), Claims: map[string]string{}}
-	if size.Cmp(current) < 0 {
-		return nil, inputErrorf("storage %s is smaller than the database's %s: volumes only grow", size.String(), current.String())
+	current, err := resource.ParseQuantity(sts.Annotations[AnnotationStorage])
+	if err != nil {
+		return nil, fmt.Errorf("statefulset %s: annotation %s: %w", name, AnnotationStorage, err)
 	}
+	size, err := ValidateResize(current, to)
+	if err != nil {
+		return nil, err
+	}
+	res := &Resized{From: current.String(), To: size.String(), Claims: map[string]string{}}
 	want := map[string]resource.Quantity{PVCName(name): size}
 	for _, t := range sts.Spec.VolumeClaimTemplates {
 		if t.Name == "backup" {
@@ -170,7 +172,7 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name string, size resour
 			case <-time.After(time.Second):
 			}
 		}
-		prog.Done("The data filesystem has %s", humanBytes(res.FilesystemBytes))
+		prog.Done("The data filesystem in the container has grown")
 	}
 	prog.Start("Recording %s in the StatefulSet (its pod keeps running)", size.String())
 	err = replaceStatefulSet(ctx, cs, sts, size)
@@ -180,17 +182,6 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name string, size resour
 	}
 	prog.Done("StatefulSet %s asks for %s for a new pod", name, size.String())
 	return res, nil
-}
-
-func orUnknownQuantity(s string) string {
-	if _, err := resource.ParseQuantity(s); err != nil {
-		return "0"
-	}
-	return s
-}
-
-func humanBytes(n int64) string {
-	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
 }
 
 // waitClaimCapacity watches a claim until its status says capacity q or more.

@@ -91,14 +91,8 @@ func (e *RolloutError) Unwrap() error { return e.Err }
 // role's password. Each step is idempotent: a run killed at any step leaves the old login valid
 // (or the new one in the Secret).
 func Rotate(ctx context.Context, c *kube.Client, name string, o RotateOptions) (*Rotated, error) {
-	prog := o.Progress
-	if prog == nil {
-		prog = NoProgress{}
-	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
+	prog := progressOr(o.Progress)
+	now := clockOr(o.Now)
 	step := func(s string) {
 		if o.AfterStep != nil {
 			o.AfterStep(s)

@@ -323,14 +323,8 @@ func (e *UpgradeFailedError) Unwrap() error { return e.Err }
 // ran puts the old data back and starts the old major; a new major that does not start is
 // reverted from the backup.
 func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOptions) (*Upgraded, error) {
-	prog := o.Progress
-	if prog == nil {
-		prog = NoProgress{}
-	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
+	prog := progressOr(o.Progress)
+	now := clockOr(o.Now)
 	step := func(s string) {
 		if o.AfterStep != nil {
 			o.AfterStep(s)
@@ -427,14 +421,7 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 		if strings.Contains(out, "upgraded: PGDATA is PostgreSQL") {
 			return true, nil
 		}
-		err = setMajor(ctx, cs, sts, rec.From)
-		if err == nil {
-			_, err = Scale(ctx, cs, ns, name, 1)
-		}
-		if err == nil {
-			err = waitPrimary(ctx, c, name, upTimeout(0))
-		}
-		if err != nil {
+		if err := startOn(ctx, c, sts, rec.From, upTimeout(0)); err != nil {
 			fail.State = fmt.Sprintf("the data is back as PostgreSQL %d, but the database did not start (%v)", rec.From, err)
 			fail.Next = fmt.Sprintf("stackblaze db status %s", name)
 			return false, fail
@@ -482,7 +469,7 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 				_ = deletePod(dctx, cs, ns, runPod.Name)
 				cancel()
 				state := fmt.Sprintf("the database runs PostgreSQL %d unchanged", rec.From)
-				if _, serr := Scale(ctx, cs, ns, name, 1); serr == nil && waitPrimary(ctx, c, name, upTimeout(0)) == nil {
+				if startOn(ctx, c, sts, rec.From, upTimeout(0)) == nil {
 					_ = writeUpgrade(ctx, cs, ns, name, nil)
 				} else {
 					state = fmt.Sprintf("the database's data is PostgreSQL %d unchanged, but it is not running", rec.From)
@@ -566,13 +553,7 @@ func UpgradeMajor(ctx context.Context, c *kube.Client, name string, o UpgradeOpt
 			step(UpgradeStarting)
 		}
 		prog.Start("Starting %s on PostgreSQL %d", name, rec.To)
-		err := setMajor(ctx, cs, sts, rec.To)
-		if err == nil {
-			_, err = Scale(ctx, cs, ns, name, 1)
-		}
-		if err == nil {
-			err = waitPrimary(ctx, c, name, o.Timeout)
-		}
+		err := startOn(ctx, c, sts, rec.To, o.Timeout)
 		stopProgress(prog)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -753,14 +734,8 @@ func PendingUpgrade(ctx context.Context, cs kubernetes.Interface, ns, name strin
 // for the upgrade: what was written since is lost (UpgradeLoss says what). A rerun after a kill
 // goes on.
 func Revert(ctx context.Context, c *kube.Client, name string, o RevertOptions) (*UpgradeRecord, error) {
-	prog := o.Progress
-	if prog == nil {
-		prog = NoProgress{}
-	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
+	prog := progressOr(o.Progress)
+	now := clockOr(o.Now)
 	cs, ns := c.Clientset, c.Namespace
 	sts, rec, err := upgradeToRevert(ctx, cs, ns, name)
 	if err != nil {
@@ -775,10 +750,7 @@ func Revert(ctx context.Context, c *kube.Client, name string, o RevertOptions) (
 		prog.Start("Starting %s on PostgreSQL %d again", name, rec.From)
 		err := deletePod(ctx, cs, ns, UpgradePodName(name))
 		if err == nil {
-			_, err = Scale(ctx, cs, ns, name, 1)
-		}
-		if err == nil {
-			err = waitPrimary(ctx, c, name, upTimeout(o.Timeout))
+			err = startOn(ctx, c, sts, rec.From, upTimeout(o.Timeout))
 		}
 		stopProgress(prog)
 		if err != nil {
@@ -843,13 +815,7 @@ func Revert(ctx context.Context, c *kube.Client, name string, o RevertOptions) (
 			prog.Done("Data of PostgreSQL %d in place", rec.From)
 		}
 		prog.Start("Starting %s on PostgreSQL %d", name, rec.From)
-		err := setMajor(ctx, cs, sts, rec.From)
-		if err == nil {
-			_, err = Scale(ctx, cs, ns, name, 1)
-		}
-		if err == nil {
-			err = waitPrimary(ctx, c, name, upTimeout(o.Timeout))
-		}
+		err := startOn(ctx, c, sts, rec.From, upTimeout(o.Timeout))
 		stopProgress(prog)
 		if err != nil {
 			return nil, fmt.Errorf("start PostgreSQL %d again: %w", rec.From, err)
@@ -876,9 +842,21 @@ func Revert(ctx context.Context, c *kube.Client, name string, o RevertOptions) (
 	return rec, nil
 }
 
-// waitPrimary waits, up to timeout (0: ctx alone), until the database's pod is Ready and its
+// startOn points the StatefulSet at major v's image, starts it (one replica) and waits, up to
+// timeout, until the server is up and out of recovery.
+func startOn(ctx context.Context, c *kube.Client, sts *appsv1.StatefulSet, v int, timeout time.Duration) error {
+	if err := setMajor(ctx, c.Clientset, sts, v); err != nil {
+		return err
+	}
+	if _, err := Scale(ctx, c.Clientset, c.Namespace, sts.Name, 1); err != nil {
+		return err
+	}
+	return WaitPrimary(ctx, c, sts.Name, timeout)
+}
+
+// WaitPrimary waits, up to timeout (0: ctx alone), until the database's pod is Ready and its
 // server out of recovery; a pod that is not Ready in time is a *NotReadyError.
-func waitPrimary(ctx context.Context, c *kube.Client, name string, timeout time.Duration) error {
+func WaitPrimary(ctx context.Context, c *kube.Client, name string, timeout time.Duration) error {
 	wctx, cancel := context.WithCancel(ctx)
 	if timeout > 0 {
 		cancel()

@@ -4,13 +4,11 @@ package resize
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/stackblaze/stackblaze/internal/commands/cmdutil"
 	"github.com/stackblaze/stackblaze/internal/database"
@@ -26,7 +24,6 @@ type Options struct {
 
 	Name    string
 	Storage string
-	size    resource.Quantity
 	Timeout time.Duration
 }
 
@@ -51,11 +48,9 @@ asks for the new size too. Volumes only grow. If the run is interrupted, run it 
 			if opts.Storage == "" {
 				return cmdutil.UsageErrorf("--storage is required: the new size, %dGi to %dGi", database.MinStorageGi, database.MaxStorageGi)
 			}
-			q, _, err := database.ParseStorage(opts.Storage)
-			if err != nil {
+			if _, _, err := database.ParseStorage(opts.Storage); err != nil {
 				return cmdutil.UsageErrorf("%v", err)
 			}
-			opts.size = q
 			if runF != nil {
 				return runF(opts)
 			}
@@ -73,24 +68,10 @@ func run(ctx context.Context, o *Options) error {
 		return err
 	}
 	scope := cmdutil.ScopeOf(c, o.Name)
-	// The size only grows: checked against the database's before anything changes (a database
-	// a killed resize left without its StatefulSet is finished by ResizeStorage).
-	sts, err := database.GetDatabase(ctx, c.Clientset, c.Namespace, o.Name)
-	var nf *database.NotFoundError
-	if err != nil && !errors.As(err, &nf) {
-		return cmdutil.KubeError(err, scope)
-	}
-	if sts != nil {
-		cur, perr := resource.ParseQuantity(sts.Annotations[database.AnnotationStorage])
-		if perr == nil {
-			if _, err := database.ValidateResize(cur, o.Storage); err != nil {
-				return cmdutil.UsageErrorf("%v", err)
-			}
-		}
-	}
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
-	res, err := database.ResizeStorage(ctx, c, o.Name, o.size, database.ResizeOptions{Progress: prog, Timeout: o.Timeout})
+	// The size only grows: ResizeStorage checks it against the database's before any change.
+	res, err := database.ResizeStorage(ctx, c, o.Name, o.Storage, database.ResizeOptions{Progress: prog, Timeout: o.Timeout})
 	if err != nil {
 		prog.Stop()
 		return cmdutil.KubeError(err, scope)

@@ -251,25 +251,14 @@ func run(ctx context.Context, o *Options) error {
 }
 
 // restartAndWait restarts the database's pod and waits, up to timeout (0: no limit), until its
-// server has finished recovery.
+// server has finished recovery (which ends with a promotion; until then it only reads).
 func restartAndWait(ctx context.Context, t *database.Backups, timeout time.Duration) error {
 	wctx, cancel := cmdutil.TimeoutContext(ctx, timeout)
 	defer cancel()
 	if err := database.RestartPod(wctx, t.Client.Clientset, t.Client.Namespace, database.PodName(t.Name)); err != nil {
 		return cmdutil.AsTimeout(err, ctx, wctx)
 	}
-	// Recovery ends with a promotion; until then the server only reads.
-	for {
-		out, err := t.Run(wctx, []string{"psql", "-X", "-At", "-d", "postgres", "-c", "select pg_is_in_recovery()"})
-		if err == nil && strings.TrimSpace(out) == "f" {
-			return nil
-		}
-		select {
-		case <-wctx.Done():
-			return cmdutil.AsTimeout(fmt.Errorf("still recovering: %w", wctx.Err()), ctx, wctx)
-		case <-time.After(time.Second):
-		}
-	}
+	return cmdutil.AsTimeout(database.WaitPrimary(wctx, t.Client, t.Name, 0), ctx, wctx)
 }
 
 // swap runs SwapInPod. In a pod, stopping the server takes the container (and the exec in it)
