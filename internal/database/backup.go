@@ -154,11 +154,14 @@ func backupEnv(s Spec) []*corev1ac.EnvVarApplyConfiguration {
 // the statement finishes. An idle backend notices at once.
 var ServerSettings = []string{"client_connection_check_interval=2s"}
 
-// ServerArgs are the container's arguments: ServerSettings and the archive settings
-// (BackupServerArgs) as -c name=value, which the image's entrypoint passes on to postgres.
+// ServerArgs are the container's arguments: ServerSettings, the plan's settings and the archive
+// settings (BackupServerArgs) as -c name=value, which the image's entrypoint passes on to postgres.
 func ServerArgs(s Spec) []string {
 	var args []string
 	for _, kv := range ServerSettings {
+		args = append(args, "-c", kv)
+	}
+	for _, kv := range s.Plan.Settings {
 		args = append(args, "-c", kv)
 	}
 	args = append(args, BackupServerArgs(s)...)

@@ -53,13 +53,19 @@ type Plan struct {
 	SharedMemory string `json:"sharedMemory"`
 	Backups      string `json:"backups"`
 	PITR         bool   `json:"pitr"`
+	// Settings are the server settings sized for the plan's memory (name=value): a quarter of
+	// it for shared_buffers, three quarters as the cache the planner may count on.
+	Settings []string `json:"settings"`
 }
 
 // Plans are the documented plans, smallest first. docs/commands.md lists the same figures.
 var Plans = []Plan{
-	{Name: "hobby", CPURequest: "250m", CPULimit: "1", MemoryRequest: "512Mi", MemoryLimit: "512Mi", SharedMemory: "128Mi", Backups: "daily, kept 7 days"},
-	{Name: "standard", CPURequest: "1", CPULimit: "2", MemoryRequest: "2Gi", MemoryLimit: "2Gi", SharedMemory: "512Mi", Backups: "daily, kept 7 days", PITR: true},
-	{Name: "pro", CPURequest: "2", CPULimit: "4", MemoryRequest: "8Gi", MemoryLimit: "8Gi", SharedMemory: "2Gi", Backups: "daily, kept 7 days", PITR: true},
+	{Name: "hobby", CPURequest: "250m", CPULimit: "1", MemoryRequest: "512Mi", MemoryLimit: "512Mi", SharedMemory: "128Mi", Backups: "daily, kept 7 days",
+		Settings: []string{"shared_buffers=128MB", "effective_cache_size=384MB", "maintenance_work_mem=32MB", "work_mem=4MB"}},
+	{Name: "standard", CPURequest: "1", CPULimit: "2", MemoryRequest: "2Gi", MemoryLimit: "2Gi", SharedMemory: "512Mi", Backups: "daily, kept 7 days", PITR: true,
+		Settings: []string{"shared_buffers=512MB", "effective_cache_size=1536MB", "maintenance_work_mem=128MB", "work_mem=8MB"}},
+	{Name: "pro", CPURequest: "2", CPULimit: "4", MemoryRequest: "8Gi", MemoryLimit: "8Gi", SharedMemory: "2Gi", Backups: "daily, kept 7 days", PITR: true,
+		Settings: []string{"shared_buffers=2GB", "effective_cache_size=6GB", "maintenance_work_mem=512MB", "work_mem=16MB"}},
 }
 
 // PlanNames lists the plan names.

@@ -104,7 +104,7 @@ func KubeError(err error, s Scope) error {
 	var ce *database.ConflictError
 	if errors.As(err, &ce) {
 		return (&Error{Code: ExitConflict, Err: fmt.Errorf("database %s exists with a different spec:\n  %s", ce.Name, strings.Join(ce.Differences, "\n  "))}).
-			WithHint("run create with the values in the cluster to check it, or delete the database first (`stackblaze db delete %s`); changing size, version or plan is not supported by create", ce.Name)
+			WithHint("run create with the values in the cluster to check it; to change them, use `stackblaze db update %s --plan PLAN`, `db resize %s --storage SIZE` or `db upgrade %s --version N`", ce.Name, ce.Name, ce.Name)
 	}
 	var ms *database.MissingSecretError
 	if errors.As(err, &ms) {

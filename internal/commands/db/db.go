@@ -20,6 +20,7 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db/run"
 	"github.com/stackblaze/stackblaze/internal/commands/db/scale"
 	"github.com/stackblaze/stackblaze/internal/commands/db/status"
+	"github.com/stackblaze/stackblaze/internal/commands/db/update"
 	"github.com/stackblaze/stackblaze/internal/commands/db/upgrade"
 )
 
@@ -59,6 +60,7 @@ func NewCmdDB(f *cmdutil.Factory) *cobra.Command {
 		restore.NewCmdRestore(f, nil),
 		upgrade.NewCmdUpgrade(f, nil),
 		resize.NewCmdResize(f, nil),
+		update.NewCmdUpdate(f, nil),
 	)
 	return cmd
 }
