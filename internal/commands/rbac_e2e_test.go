@@ -369,9 +369,13 @@ func developerRun(t *testing.T, env *testbed.Env, ns, kc string) {
 		}
 		return strings.TrimSpace(out)
 	}
-	must("db", "create", db, "--version", "15", "--plan", "standard", "--storage", "1Gi", "--timeout", "4m")
+	must("db", "create", db, "--version", "15", "--plan", "hobby", "--storage", "1Gi", "--timeout", "4m")
+	must("db", "update", db, "--plan", "standard")
 	must("db", "upgrade", db, "--version", "17", "--check")
 	must("db", "resize", db, "--storage", "2Gi")
+	// Autogrow's Role grants only what the developer holds.
+	must("db", "resize", db, "--auto", "--max", "4Gi")
+	must("db", "resize", db, "--auto=false")
 	must("db", "list")
 	must("db", "status", db)
 	must("db", "attach", db, "--to", "deployment/web")

@@ -264,7 +264,32 @@ func backupJobLabels(name string) map[string]string {
 // image's `db backup create`, with a ServiceAccount bound to a Role of BackupRoleRules. before
 // is what Guard read of BackupScheduleObjects. It returns the objects it created or changed.
 func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name string, sched BackupSchedule, before Found) ([]Change, error) {
-	n := BackupScheduleName(name)
+	return applyCLIJob(ctx, cs, ns, name, cliJob{
+		Name: BackupScheduleName(name), Container: "backup", Cron: sched.Cron, Image: sched.Image,
+		Args:  []string{"db", "backup", "create", name, "--namespace", ns},
+		Rules: BackupRoleRules(name), PodLabels: backupJobLabels(name),
+		StartingDeadline: 3600, ActiveDeadline: 6 * 3600, Memory: "128Mi",
+	}, before)
+}
+
+// cliJob is a CronJob of the stackblaze image that runs one command on one database, as a
+// ServiceAccount of its own bound to a Role of Rules.
+type cliJob struct {
+	// Name is the CronJob's, its ServiceAccount's, Role's and RoleBinding's.
+	Name, Container, Cron, Image string
+	Args                         []string
+	Rules                        []*rbacv1ac.PolicyRuleApplyConfiguration
+	// PodLabels label the job's pods (never the database's selector).
+	PodLabels map[string]string
+	// StartingDeadline and ActiveDeadline are in seconds; Memory is the container's limit.
+	StartingDeadline, ActiveDeadline int64
+	Memory                           string
+}
+
+// applyCLIJob writes a cliJob of database name (server-side apply; before is what Guard read of
+// its objects) and returns the objects it created or changed.
+func applyCLIJob(ctx context.Context, cs kubernetes.Interface, ns, name string, j cliJob, before Found) ([]Change, error) {
+	n := j.Name
 	labels := Labels(name)
 	var changes []Change
 	sas := cs.CoreV1().ServiceAccounts(ns)
@@ -273,7 +298,7 @@ func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name 
 		return changes, err
 	}
 	roles := cs.RbacV1().Roles(ns)
-	role := rbacv1ac.Role(n, ns).WithLabels(labels).WithRules(BackupRoleRules(name)...)
+	role := rbacv1ac.Role(n, ns).WithLabels(labels).WithRules(j.Rules...)
 	if err := applyObject(ctx, &changes, before, "Role", n, roles.Apply, role); err != nil {
 		return changes, err
 	}
@@ -285,29 +310,28 @@ func ApplyBackupSchedule(ctx context.Context, cs kubernetes.Interface, ns, name 
 		return changes, err
 	}
 
-	container := corev1ac.Container().WithName("backup").WithImage(sched.Image).
+	container := corev1ac.Container().WithName(j.Container).WithImage(j.Image).
 		WithImagePullPolicy(corev1.PullIfNotPresent).
-		WithArgs("db", "backup", "create", name, "--namespace", ns).
+		WithArgs(j.Args...).
 		WithEnv(corev1ac.EnvVar().WithName("CI").WithValue("true")).
 		WithResources(corev1ac.ResourceRequirements().WithRequests(corev1.ResourceList{
 			corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")}).
-			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")})).
+			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(j.Memory)})).
 		WithSecurityContext(corev1ac.SecurityContext().
 			WithRunAsNonRoot(true).WithRunAsUser(65532).WithRunAsGroup(65532).
 			WithReadOnlyRootFilesystem(true).
 			WithAllowPrivilegeEscalation(false).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
-	jobLabels := backupJobLabels(name)
 	cj := batchv1ac.CronJob(n, ns).WithLabels(labels).
 		WithSpec(batchv1ac.CronJobSpec().
-			WithSchedule(sched.Cron).WithTimeZone(BackupTimeZone).
+			WithSchedule(j.Cron).WithTimeZone(BackupTimeZone).
 			WithConcurrencyPolicy(batchv1.ForbidConcurrent).
-			WithStartingDeadlineSeconds(3600).
+			WithStartingDeadlineSeconds(j.StartingDeadline).
 			WithSuccessfulJobsHistoryLimit(3).WithFailedJobsHistoryLimit(3).
-			WithJobTemplate(batchv1ac.JobTemplateSpec().WithLabels(jobLabels).
-				WithSpec(batchv1ac.JobSpec().WithBackoffLimit(2).WithActiveDeadlineSeconds(6 * 3600).
-					WithTemplate(corev1ac.PodTemplateSpec().WithLabels(jobLabels).
+			WithJobTemplate(batchv1ac.JobTemplateSpec().WithLabels(j.PodLabels).
+				WithSpec(batchv1ac.JobSpec().WithBackoffLimit(2).WithActiveDeadlineSeconds(j.ActiveDeadline).
+					WithTemplate(corev1ac.PodTemplateSpec().WithLabels(j.PodLabels).
 						WithSpec(corev1ac.PodSpec().
 							WithServiceAccountName(n).
 							// The token is mounted here only: the job talks to the API server.

@@ -42,6 +42,10 @@ func Owned(name string) []ObjectRef {
 		{"Pod", UpgradePodName(name)},
 		{"Pod", UpgradeCheckPodName(name)},
 		{"ConfigMap", ResizeConfigMapName(name)},
+		{"ServiceAccount", AutogrowName(name)},
+		{"Role", AutogrowName(name)},
+		{"RoleBinding", AutogrowName(name)},
+		{"CronJob", AutogrowName(name)},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -127,6 +128,8 @@ type Status struct {
 	Backups     *BackupStatus `json:"backups"`
 	// Upgrade is the last major version upgrade (absent when there was none).
 	Upgrade *UpgradeRecord `json:"upgrade,omitempty"`
+	// Autogrow is the database's autogrow (absent when it is off).
+	Autogrow *AutogrowStatus `json:"autogrow,omitempty"`
 	// Disk is the disk use, read in the container (absent when it cannot be read).
 	Disk *DiskUsage `json:"disk,omitempty"`
 }
@@ -205,6 +208,15 @@ func GetStatus(ctx context.Context, cs kubernetes.Interface, ns, name, zone stri
 		if q, ok := pvc.Status.Capacity[corev1.ResourceStorage]; ok {
 			st.StorageBound = q.String()
 		}
+		// Autogrow grows the claim, not the StatefulSet's record: the claim's request is the size.
+		if q, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
+			if rec, err := resource.ParseQuantity(st.Storage); err == nil && q.Cmp(rec) > 0 {
+				st.Storage = q.String()
+			}
+		}
+	}
+	if cj, err := cs.BatchV1().CronJobs(ns).Get(ctx, AutogrowName(name), metav1.GetOptions{}); err == nil && IsOwnedBy(cj.Labels, name) {
+		st.Autogrow = autogrowOf(cj, pvc)
 	}
 	if st.Attachments, err = ListAttachments(ctx, cs, ns, name); err != nil {
 		return nil, err

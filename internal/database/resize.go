@@ -47,6 +47,11 @@ type ResizeOptions struct {
 	Progress Progress
 	// Timeout bounds each wait (0: ctx alone).
 	Timeout time.Duration
+	// ClaimsOnly grows the claims and waits for the filesystem, and leaves the StatefulSet and
+	// the pod alone (autogrow's job, which may change neither: GrowIfUsed).
+	ClaimsOnly bool
+	// noFilesystem skips the wait for the filesystem (its server does not run).
+	noFilesystem bool
 }
 
 // ValidateResize checks a new size against the current one: a supported size, not smaller.
@@ -71,20 +76,22 @@ func ValidateResize(current resource.Quantity, to string) (resource.Quantity, er
 func ResizeStorage(ctx context.Context, c *kube.Client, name, to string, o ResizeOptions) (*Resized, error) {
 	prog := progressOr(o.Progress)
 	cs, ns := c.Clientset, c.Namespace
-	if _, err := Guard(ctx, cs, ns, name, ResizeObjects(name)); err != nil {
-		return nil, err
-	}
-	// A run killed while it replaced the StatefulSet finishes that first.
-	if err := recreateStatefulSet(ctx, cs, ns, name); err != nil {
-		return nil, err
+	if !o.ClaimsOnly {
+		if _, err := Guard(ctx, cs, ns, name, ResizeObjects(name)); err != nil {
+			return nil, err
+		}
+		// A run killed while it replaced the StatefulSet finishes that first.
+		if err := recreateStatefulSet(ctx, cs, ns, name); err != nil {
+			return nil, err
+		}
 	}
 	sts, err := GetDatabase(ctx, cs, ns, name)
 	if err != nil {
 		return nil, err
 	}
-	current, err := resource.ParseQuantity(sts.Annotations[AnnotationStorage])
+	current, err := currentSize(ctx, cs, ns, name, sts.Annotations[AnnotationStorage])
 	if err != nil {
-		return nil, fmt.Errorf("statefulset %s: annotation %s: %w", name, AnnotationStorage, err)
+		return nil, err
 	}
 	size, err := ValidateResize(current, to)
 	if err != nil {
@@ -99,22 +106,8 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name, to string, o Resiz
 	}
 	// Every claim's StorageClass must allow expansion before anything changes.
 	for claim := range want {
-		pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("get persistentvolumeclaim %s: %w", claim, err)
-		}
-		if pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName == "" {
-			return nil, inputErrorf("volume claim %s has no StorageClass: it cannot be expanded", claim)
-		}
-		// StorageClasses are cluster-wide: a namespace's Role cannot grant reading them. Without
-		// that permission, the API server's own refusal of the claim's growth says the same.
-		sc, err := cs.StorageV1().StorageClasses().Get(ctx, *pvc.Spec.StorageClassName, metav1.GetOptions{})
-		switch {
-		case apierrors.IsForbidden(err):
-		case err != nil:
-			return nil, fmt.Errorf("get storageclass %s: %w", *pvc.Spec.StorageClassName, err)
-		case sc.AllowVolumeExpansion == nil || !*sc.AllowVolumeExpansion:
-			return nil, cannotExpand(sc.Name, claim)
+		if err := checkExpandable(ctx, cs, ns, claim); err != nil {
+			return nil, err
 		}
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -144,7 +137,7 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name, to string, o Resiz
 	}
 	// A server that stopped for want of space waits in CrashLoopBackOff for minutes: its pod is
 	// restarted now, on the grown volume.
-	if p, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{}); err == nil && !kube.PodReady(p) && p.DeletionTimestamp == nil {
+	if p, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{}); err == nil && !o.ClaimsOnly && !kube.PodReady(p) && p.DeletionTimestamp == nil {
 		prog.Start("Restarting %s, which could not run on its full volume", name)
 		err := RestartPod(wctx, cs, ns, PodName(name))
 		stopProgress(prog)
@@ -154,7 +147,7 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name, to string, o Resiz
 		prog.Done("Database %s runs again", name)
 	}
 	// The filesystem the server writes to, seen from its container.
-	if p, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{}); err == nil && kube.PodReady(p) {
+	if !o.noFilesystem && (o.ClaimsOnly || podIsReady(ctx, cs, ns, name)) {
 		prog.Start("Waiting for the data filesystem in the container to grow")
 		for {
 			out, err := ExecOutput(wctx, c, name, []string{"df", "-B1", "--output=size", DataMountPath})
@@ -174,6 +167,9 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name, to string, o Resiz
 		}
 		prog.Done("The data filesystem in the container has grown")
 	}
+	if o.ClaimsOnly {
+		return res, nil
+	}
 	prog.Start("Recording %s in the StatefulSet (its pod keeps running)", size.String())
 	err = replaceStatefulSet(ctx, cs, sts, size)
 	stopProgress(prog)
@@ -182,6 +178,11 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name, to string, o Resiz
 	}
 	prog.Done("StatefulSet %s asks for %s for a new pod", name, size.String())
 	return res, nil
+}
+
+func podIsReady(ctx context.Context, cs kubernetes.Interface, ns, name string) bool {
+	p, err := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{})
+	return err == nil && kube.PodReady(p)
 }
 
 // waitClaimCapacity watches a claim until its status says capacity q or more.
@@ -294,6 +295,28 @@ func recreateStatefulSet(ctx context.Context, cs kubernetes.Interface, ns, name 
 			return fmt.Errorf("wait for statefulset %s to be deleted: %w", name, err)
 		}
 	}
+}
+
+// checkExpandable refuses (an *InputError) a claim whose StorageClass does not allow expansion.
+func checkExpandable(ctx context.Context, cs kubernetes.Interface, ns, claim string) error {
+	pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("get persistentvolumeclaim %s: %w", claim, err)
+	}
+	if pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName == "" {
+		return inputErrorf("volume claim %s has no StorageClass: it cannot be expanded", claim)
+	}
+	// StorageClasses are cluster-wide: a namespace's Role cannot grant reading them. Without
+	// that permission, the API server's own refusal of the claim's growth says the same.
+	sc, err := cs.StorageV1().StorageClasses().Get(ctx, *pvc.Spec.StorageClassName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsForbidden(err):
+	case err != nil:
+		return fmt.Errorf("get storageclass %s: %w", *pvc.Spec.StorageClassName, err)
+	case sc.AllowVolumeExpansion == nil || !*sc.AllowVolumeExpansion:
+		return cannotExpand(sc.Name, claim)
+	}
+	return nil
 }
 
 // cannotExpand says that a claim's StorageClass (class, when known) does not allow expansion.

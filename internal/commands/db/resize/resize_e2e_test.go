@@ -3,9 +3,12 @@ package resize_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -36,9 +39,10 @@ func claimSize(t *testing.T, env *testbed.Env, ns, claim string) (spec, status s
 	return a.String(), b.String()
 }
 
-// db resize grows the volumes online: the database's pod is neither replaced nor restarted, the
-// rows written during the resize are there, the claims, the StatefulSet's claim templates and
-// the filesystem in the container all have the new size, and a stop and start keeps it.
+// db resize grows the volumes online: an application attached to the database, writing a row every
+// 50ms through the Service, loses no row it saw committed and sees no failure (the database's pod
+// is neither replaced nor restarted); the claims, the StatefulSet's claim templates and the
+// filesystem in the container all have the new size, and a stop and start keeps it and the rows.
 func TestE2EResizeOnline(t *testing.T) {
 	env := testbed.Require(t)
 	ns := env.Namespace(t, nil)
@@ -46,47 +50,85 @@ func TestE2EResizeOnline(t *testing.T) {
 	if r := env.Run(t, ns, "db", "create", db); r.Code != 0 {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
-	psql(t, env, ns, db, "create table t (n int); insert into t select generate_series(1, 1000)")
+	// writes has no key: a row written twice would show.
+	psql(t, env, ns, db, "create table t (n int); insert into t select generate_series(1, 1000); create table writes (n int)")
 	pods := env.Client.CoreV1().Pods(ns)
 	before, err := pods.Get(context.Background(), database.PodName(db), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Writes while the volumes grow, in the database's own container, until told to stop; it
-	// prints how many it committed.
-	type written struct {
-		n   int
-		err error
-	}
-	writer := make(chan written, 1)
-	go func() {
-		out, err := env.Exec(t, ns, database.PodName(db), "sh", "-c",
-			`i=1000; while [ ! -e /tmp/stop-writing ]; do i=$((i+1)); psql -X -q -U postgres -d grow -c "insert into t values ($i)" >/dev/null || exit 1; done; echo $i`)
-		n, _ := strconv.Atoi(strings.TrimSpace(out))
-		writer <- written{n, err}
-	}()
+	env.StartWriter(t, ns, db, "writes", database.DefaultImageRepository+":17")
+	env.FollowWriter(t, ns, func(w testbed.WriterLog) bool { return len(w.Committed) >= 20 })
+	start := time.Now()
 	r := env.Run(t, ns, "db", "resize", db, "--storage", "2Gi", "-o", "json")
 	if r.Code != 0 {
 		t.Fatalf("resize: exit %d\n%s", r.Code, r.Stderr)
 	}
+	end := time.Now()
 	var res struct {
 		FilesystemBytes int64 `json:"filesystemBytes"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil || res.FilesystemBytes < 19*(1<<30)/10 {
 		t.Errorf("resize -o json: %v %s", err, r.Stdout)
 	}
-	mustExec(t, env, ns, database.PodName(db), "touch", "/tmp/stop-writing")
-	w := <-writer
-	if w.err != nil || w.n <= 1000 {
-		t.Fatalf("the writes during the resize: %d, %v", w.n, w.err)
+	// The writer goes on after the resize: up to its first commit after the end, then 20 more.
+	atEnd := env.FollowWriter(t, ns, func(w testbed.WriterLog) bool { return w.Last.After(end) })
+	seen := env.FollowWriter(t, ns, func(w testbed.WriterLog) bool { return len(w.Committed) >= len(atEnd.Committed)+20 })
+	env.StopWriter(t, ns)
+	var beforeStart, afterEnd, last int
+	for n, at := range seen.Committed {
+		if at.Before(start) {
+			beforeStart++
+		}
+		if at.After(end) {
+			afterEnd++
+		}
+		last = max(last, n)
 	}
-	total := strconv.Itoa(w.n)
-	if got := psql(t, env, ns, db, "select count(*), count(distinct n), max(n) from t"); got != total+"|"+total+"|"+total {
-		t.Errorf("rows after the resize: %s, want %s of them", got, total)
+	t.Logf("the writer committed %d rows: %d before the resize, %d during it (%s), %d after it",
+		len(seen.Committed), beforeStart, len(seen.Committed)-beforeStart-afterEnd, end.Sub(start).Round(time.Millisecond), afterEnd)
+	if beforeStart == 0 || afterEnd < 20 {
+		t.Errorf("the writer committed %d rows before the resize and %d after it, want some before and 20 after", beforeStart, afterEnd)
+	}
+	if len(seen.Failed) > 0 {
+		t.Errorf("the writer saw %d inserts fail during the resize (rows %v)", len(seen.Failed), seen.Failed)
+	}
+	// Every row the writer saw committed is there once; the writer, which writes one row after
+	// the other, may have committed a few more after the last line read, before it stopped.
+	rows := env.WriterRows(t, ns, db, "writes")
+	var missing, twice, unlogged []int
+	for n := range seen.Committed {
+		if rows[n] == 0 {
+			missing = append(missing, n)
+		}
+	}
+	for n, k := range rows {
+		if k > 1 {
+			twice = append(twice, n)
+		}
+		if _, ok := seen.Committed[n]; !ok && n <= last {
+			unlogged = append(unlogged, n)
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(twice)
+	slices.Sort(unlogged)
+	if len(missing) > 0 {
+		t.Errorf("rows the writer saw committed are missing after the resize: %v", missing)
+	}
+	if len(twice) > 0 {
+		t.Errorf("rows written more than once: %v", twice)
+	}
+	if len(unlogged) > 0 {
+		t.Errorf("rows in the table before the writer's last logged commit (%d) that it did not see committed: %v", last, unlogged)
 	}
 	after, err := pods.Get(context.Background(), database.PodName(db), metav1.GetOptions{})
-	if err != nil || after.UID != before.UID || after.Status.ContainerStatuses[0].RestartCount != 0 {
-		t.Errorf("the database's pod was replaced or restarted by the resize: %v", err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.UID != before.UID || restarts(after) != restarts(before) {
+		t.Errorf("the database's pod was replaced or restarted by the resize: uid %s → %s, restarts %d → %d",
+			before.UID, after.UID, restarts(before), restarts(after))
 	}
 	for claim, want := range map[string]string{database.PVCName(db): "2Gi", database.BackupPVCName(db): "4Gi"} {
 		if spec, status := claimSize(t, env, ns, claim); spec != want || status != want {
@@ -110,18 +152,35 @@ func TestE2EResizeOnline(t *testing.T) {
 	if n, _ := strconv.ParseInt(df[len(df)-1], 10, 64); n < 19*(1<<30)/10 {
 		t.Errorf("the data filesystem in the container has %d bytes", n)
 	}
-	// A stop and start: the new pod gets the grown volume, and create agrees with the size.
+	// A stop and start: the new pod gets the grown volume with every row, and create agrees with
+	// the size.
 	for _, n := range []string{"0", "1"} {
 		if r := env.Run(t, ns, "db", "scale", db, "--replicas", n); r.Code != 0 {
 			t.Fatalf("scale %s: exit %d\n%s", n, r.Code, r.Stderr)
 		}
 	}
-	if got := psql(t, env, ns, db, "select count(*) from t"); got != total {
-		t.Errorf("rows after a restart: %s", got)
+	if got := psql(t, env, ns, db, "select count(*) from t"); got != "1000" {
+		t.Errorf("rows of t after a restart: %s, want 1000", got)
+	}
+	if got := env.WriterRows(t, ns, db, "writes"); !maps.Equal(got, rows) {
+		t.Errorf("the writer's rows after a restart: %d, want the %d before it", len(got), len(rows))
+	}
+	df = strings.Fields(mustExec(t, env, ns, database.PodName(db), "df", "-B1", "--output=size", database.DataMountPath))
+	if n, _ := strconv.ParseInt(df[len(df)-1], 10, 64); n < 19*(1<<30)/10 {
+		t.Errorf("after a restart the data filesystem in the container has %d bytes", n)
 	}
 	if r := env.Run(t, ns, "db", "create", db, "--storage", "2Gi"); r.Code != 0 {
 		t.Errorf("create with the new size: exit %d\n%s", r.Code, r.Stderr)
 	}
+}
+
+// restarts is how many times the pod's containers restarted.
+func restarts(p *corev1.Pod) int32 {
+	var n int32
+	for _, c := range p.Status.ContainerStatuses {
+		n += c.RestartCount
+	}
+	return n
 }
 
 func mustExec(t *testing.T, env *testbed.Env, ns, pod string, argv ...string) string {

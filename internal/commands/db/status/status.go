@@ -127,6 +127,9 @@ func RenderText(w io.Writer, t output.Theme, st *database.Status, now time.Time)
 	if d := st.Disk; d != nil && len(d.Volumes) > 0 {
 		rows = append(rows, []string{"Disk", diskLine(d)})
 	}
+	if a := st.Autogrow; a != nil {
+		rows = append(rows, []string{"Autogrow", autogrowLine(a, now)})
+	}
 	if u := st.Upgrade; u != nil {
 		rows = append(rows, []string{"Upgrade", upgradeLine(st.Name, u)})
 	}
@@ -154,6 +157,11 @@ func RenderText(w io.Writer, t output.Theme, st *database.Status, now time.Time)
 	}
 	if d := st.Disk; d != nil {
 		for _, v := range d.Volumes {
+			if v.Volume == "data" && !d.Full && v.UsedPercent >= database.WarnPercent && st.Autogrow != nil && !sameSize(st.Storage, st.Autogrow.Max) {
+				fmt.Fprintf(w, "\n%s the data volume is %.0f%% full: autogrow grows it at its next check (up to %s)\n",
+					t.Warning.Render("!"), v.UsedPercent, st.Autogrow.Max)
+				continue
+			}
 			if v.Volume == "data" && !d.Full && v.UsedPercent >= database.WarnPercent {
 				fmt.Fprintf(w, "\n%s the data volume is %.0f%% full: grow it before PostgreSQL stops, with `stackblaze db resize %s --storage %s`\n",
 					t.Warning.Render("!"), v.UsedPercent, st.Name, doubled(st.Storage))
@@ -165,6 +173,27 @@ func RenderText(w io.Writer, t output.Theme, st *database.Status, now time.Time)
 		}
 	}
 	return nil
+}
+
+// autogrowLine says when autogrow grows the database, and what it did last.
+func autogrowLine(a *database.AutogrowStatus, now time.Time) string {
+	s := fmt.Sprintf("on: every %s, grows the volumes by half when the data volume is %d%% used, up to %s", a.Every, a.At, a.Max)
+	if g := a.Last; g != nil {
+		s += fmt.Sprintf("; last grew %s → %s at %.0f%% used, %s ago", g.From, g.To, g.UsedPercent, output.Age(now.Sub(g.Time)))
+		if g.To == a.Max {
+			s += " (its maximum)"
+		}
+	}
+	if a.Failing {
+		s += "; its last check failed: `kubectl get jobs -l app.kubernetes.io/name=stackblaze-autogrow` and their logs say why"
+	}
+	return s
+}
+
+func sameSize(a, b string) bool {
+	x, err1 := resource.ParseQuantity(a)
+	y, err2 := resource.ParseQuantity(b)
+	return err1 == nil && err2 == nil && x.Cmp(y) == 0
 }
 
 // diskLine says how full each volume is, and the WAL's share of the data volume.

@@ -1,16 +1,12 @@
 package upgrade_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stackblaze/stackblaze/internal/commands"
@@ -54,76 +50,6 @@ func sql(t *testing.T, env *testbed.Env, ns, db, query string) string {
 	return strings.TrimSpace(r.Stdout)
 }
 
-// writer is an application attached to the database that inserts a row every 50ms, reconnecting
-// each time, and logs "committed N UNIXTIME" once psql reports the commit.
-func writer(t *testing.T, env *testbed.Env, ns, db string) {
-	t.Helper()
-	d := testbed.AppDeployment("writer", database.DefaultImageRepository+":17")
-	d.Spec.Template.Spec.Containers[0].Command = []string{"bash", "-c", `i=0; while true; do i=$((i+1));
-  if psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "insert into writes (n) values ($i)" >/dev/null 2>&1; then
-    echo "committed $i $(date +%s.%N)"; else echo "failed $i"; fi; sleep 0.05; done`}
-	if _, err := env.Client.AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if r := env.Run(t, ns, "db", "attach", db, "--to", "deployment/writer"); r.Code != 0 {
-		t.Fatalf("attach: exit %d\n%s", r.Code, r.Stderr)
-	}
-}
-
-// committed follows the writer's log until until says stop, and returns the rows it committed
-// with the time it saw each commit.
-func committed(t *testing.T, env *testbed.Env, ns string, until func(n int, failed int) bool) map[int]time.Time {
-	t.Helper()
-	ctx := testbed.Context(t, 5*time.Minute)
-	// The attached pod: the one whose container has DATABASE_URL.
-	pod, err := testbed.WaitPodSelected(ctx, env.Client, ns, "app=writer", func(p *corev1.Pod) bool {
-		for _, e := range p.Spec.Containers[0].Env {
-			if e.Name == "DATABASE_URL" {
-				return p.Status.Phase == corev1.PodRunning
-			}
-		}
-		return false
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := env.Client.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Follow: true}).Stream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	got := map[int]time.Time{}
-	failed := 0
-	sc := bufio.NewScanner(rc)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		switch {
-		case len(f) == 3 && f[0] == "committed":
-			n, _ := strconv.Atoi(f[1])
-			sec, _ := strconv.ParseFloat(f[2], 64)
-			got[n] = time.Unix(0, int64(sec*1e9))
-		case len(f) == 2 && f[0] == "failed":
-			failed++
-		}
-		if until(len(got), failed) {
-			return got
-		}
-	}
-	t.Fatalf("the writer's log ended after %d commits: %v", len(got), sc.Err())
-	return nil
-}
-
-// writes are the rows of the writer's table.
-func writes(t *testing.T, env *testbed.Env, ns, db string) map[int]bool {
-	t.Helper()
-	have := map[int]bool{}
-	for _, s := range strings.Split(sql(t, env, ns, db, "select string_agg(n::text, ',' order by n) from writes"), ",") {
-		n, _ := strconv.Atoi(s)
-		have[n] = true
-	}
-	return have
-}
-
 func statefulSet(t *testing.T, env *testbed.Env, ns, db string) (version, resourceVersion string, rec *database.UpgradeRecord) {
 	t.Helper()
 	sts, err := env.Client.AppsV1().StatefulSets(ns).Get(context.Background(), db, metav1.GetOptions{})
@@ -149,8 +75,8 @@ func TestE2EUpgrade(t *testing.T) {
 	if !strings.HasPrefix(before, "15|200|500|") {
 		t.Fatalf("the seeded state on 15 is %q", before)
 	}
-	writer(t, env, ns, db)
-	committed(t, env, ns, func(n, _ int) bool { return n >= 20 })
+	env.StartWriter(t, ns, db, "writes", database.DefaultImageRepository+":17")
+	env.FollowWriter(t, ns, func(w testbed.WriterLog) bool { return len(w.Committed) >= 20 })
 
 	// The check finds a planted blocker, exits with its own code and changes nothing.
 	sql(t, env, ns, db, "create table blocker (f regproc); insert into blocker values ('now')")
@@ -207,12 +133,12 @@ func TestE2EUpgrade(t *testing.T) {
 
 	// The writer, which reconnects for every row, lost nothing it saw committed; it saw the
 	// outage and wrote again after it.
-	seen := committed(t, env, ns, func(n, failed int) bool { return failed > 0 && n >= 20 })
-	seen = committed(t, env, ns, func(n, _ int) bool { return n >= len(seen)+20 })
-	have := writes(t, env, ns, db)
+	seen := env.FollowWriter(t, ns, func(w testbed.WriterLog) bool { return len(w.Failed) > 0 && len(w.Committed) >= 20 }).Committed
+	seen = env.FollowWriter(t, ns, func(w testbed.WriterLog) bool { return len(w.Committed) >= len(seen)+20 }).Committed
+	have := env.WriterRows(t, ns, db, "writes")
 	var missing []int
 	for n := range seen {
-		if !have[n] {
+		if have[n] == 0 {
 			missing = append(missing, n)
 		}
 	}
@@ -269,10 +195,10 @@ func TestE2EUpgrade(t *testing.T) {
 	if got := sql(t, env, ns, db, state); got != before {
 		t.Errorf("after --revert: %q, want the state before the upgrade %q", got, before)
 	}
-	have = writes(t, env, ns, db)
+	have = env.WriterRows(t, ns, db, "writes")
 	missing = nil
 	for n, at := range seen {
-		if at.Before(rec.Stopped) && !have[n] {
+		if at.Before(rec.Stopped) && have[n] == 0 {
 			missing = append(missing, n)
 		}
 	}
