@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -258,11 +259,7 @@ func GrowIfUsed(ctx context.Context, c *kube.Client, name string, at int, max st
 	if err != nil {
 		return nil, err
 	}
-	sts, err := GetDatabase(ctx, cs, ns, name)
-	if err != nil {
-		return nil, err
-	}
-	cur, err := currentSize(ctx, cs, ns, name, sts.Annotations[AnnotationStorage])
+	_, cur, err := sizedDatabase(ctx, cs, ns, name)
 	if err != nil {
 		return nil, err
 	}
@@ -304,6 +301,16 @@ func GrowIfUsed(ctx context.Context, c *kube.Client, name string, at int, max st
 	return g, nil
 }
 
+// sizedDatabase reads database name's StatefulSet and its size (currentSize).
+func sizedDatabase(ctx context.Context, cs kubernetes.Interface, ns, name string) (*appsv1.StatefulSet, resource.Quantity, error) {
+	sts, err := GetDatabase(ctx, cs, ns, name)
+	if err != nil {
+		return nil, resource.Quantity{}, err
+	}
+	cur, err := currentSize(ctx, cs, ns, name, sts.Annotations[AnnotationStorage])
+	return sts, cur, err
+}
+
 // currentSize is a database's size: its StatefulSet's record, or its data claim's request when
 // autogrow has grown it past that.
 func currentSize(ctx context.Context, cs kubernetes.Interface, ns, name, recorded string) (resource.Quantity, error) {
@@ -340,11 +347,7 @@ func SetAutogrow(ctx context.Context, c *kube.Client, name string, o AutogrowOpt
 	if err != nil {
 		return nil, err
 	}
-	sts, err := GetDatabase(ctx, cs, ns, name)
-	if err != nil {
-		return nil, err
-	}
-	cur, err := currentSize(ctx, cs, ns, name, sts.Annotations[AnnotationStorage])
+	_, cur, err := sizedDatabase(ctx, cs, ns, name)
 	if err != nil {
 		return nil, err
 	}

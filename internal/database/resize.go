@@ -77,19 +77,11 @@ func ResizeStorage(ctx context.Context, c *kube.Client, name, to string, o Resiz
 	prog := progressOr(o.Progress)
 	cs, ns := c.Clientset, c.Namespace
 	if !o.ClaimsOnly {
-		if _, err := Guard(ctx, cs, ns, name, ResizeObjects(name)); err != nil {
-			return nil, err
-		}
-		// A run killed while it replaced the StatefulSet finishes that first.
-		if err := recreateStatefulSet(ctx, cs, ns, name); err != nil {
+		if err := finishReplacement(ctx, cs, ns, name); err != nil {
 			return nil, err
 		}
 	}
-	sts, err := GetDatabase(ctx, cs, ns, name)
-	if err != nil {
-		return nil, err
-	}
-	current, err := currentSize(ctx, cs, ns, name, sts.Annotations[AnnotationStorage])
+	sts, current, err := sizedDatabase(ctx, cs, ns, name)
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +230,16 @@ func replaceStatefulSet(ctx context.Context, cs kubernetes.Interface, sts *appsv
 		if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, cm.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: kube.FieldManager}); err != nil {
 			return fmt.Errorf("record the StatefulSet to create again: %w", err)
 		}
+	}
+	return recreateStatefulSet(ctx, cs, ns, name)
+}
+
+// finishReplacement checks that the resize's record is the database's own and finishes a
+// replacement of the StatefulSet that a killed resize left (recreateStatefulSet): every command
+// that changes the StatefulSet runs it first.
+func finishReplacement(ctx context.Context, cs kubernetes.Interface, ns, name string) error {
+	if _, err := Guard(ctx, cs, ns, name, ResizeObjects(name)); err != nil {
+		return err
 	}
 	return recreateStatefulSet(ctx, cs, ns, name)
 }

@@ -194,11 +194,8 @@ func UpdatePlan(ctx context.Context, c *kube.Client, name, plan string, o Update
 	if err != nil {
 		return nil, err
 	}
-	if _, err := Guard(ctx, cs, ns, name, ResizeObjects(name)); err != nil {
-		return nil, err
-	}
 	// A resize killed while it replaced the StatefulSet finishes first.
-	if err := recreateStatefulSet(ctx, cs, ns, name); err != nil {
+	if err := finishReplacement(ctx, cs, ns, name); err != nil {
 		return nil, err
 	}
 	sts, err := GetDatabase(ctx, cs, ns, name)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,4 +110,15 @@ func (e *Env) Command(t testing.TB, ns string, args ...string) *exec.Cmd {
 	cmd.Env = append(os.Environ(), "CI=true", "NO_COLOR=1", "STACKBLAZE_DATABASE=", "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
 	cmd.Dir = t.TempDir()
 	return cmd
+}
+
+// SQL runs query in database db as the application (`db run` and psql: unaligned, tuples only)
+// and returns its output without the surrounding space; a failure fails the test.
+func (e *Env) SQL(t testing.TB, ns, db, query string) string {
+	t.Helper()
+	r := e.Run(t, ns, "db", "run", db, "--", "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
+	if r.Code != 0 {
+		t.Fatalf("psql %q: exit %d\n%s", query, r.Code, r.Stderr)
+	}
+	return strings.TrimSpace(r.Stdout)
 }

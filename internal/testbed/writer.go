@@ -126,13 +126,8 @@ func (e *Env) StopWriter(t testing.TB, ns string) {
 // returns how many rows each number n has.
 func (e *Env) WriterRows(t testing.TB, ns, db, table string) map[int]int {
 	t.Helper()
-	query := "select n from " + table + " order by n"
-	r := e.Run(t, ns, "db", "run", db, "--", "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
-	if r.Code != 0 {
-		t.Fatalf("psql %q: exit %d\n%s", query, r.Code, r.Stderr)
-	}
 	rows := map[int]int{}
-	for _, s := range strings.Fields(r.Stdout) {
+	for _, s := range strings.Fields(e.SQL(t, ns, db, "select n from "+table+" order by n")) {
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			t.Fatalf("%s: a row with n %q", table, s)

@@ -20,15 +20,6 @@ import (
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
-func psql(t *testing.T, env *testbed.Env, ns, db, query string) string {
-	t.Helper()
-	r := env.Run(t, ns, "db", "run", db, "--", "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
-	if r.Code != 0 {
-		t.Fatalf("psql %q: exit %d\n%s", query, r.Code, r.Stderr)
-	}
-	return strings.TrimSpace(r.Stdout)
-}
-
 func claimSize(t *testing.T, env *testbed.Env, ns, claim string) (spec, status string) {
 	t.Helper()
 	c, err := env.Client.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), claim, metav1.GetOptions{})
@@ -51,7 +42,7 @@ func TestE2EResizeOnline(t *testing.T) {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
 	// writes has no key: a row written twice would show.
-	psql(t, env, ns, db, "create table t (n int); insert into t select generate_series(1, 1000); create table writes (n int)")
+	env.SQL(t, ns, db, "create table t (n int); insert into t select generate_series(1, 1000); create table writes (n int)")
 	pods := env.Client.CoreV1().Pods(ns)
 	before, err := pods.Get(context.Background(), database.PodName(db), metav1.GetOptions{})
 	if err != nil {
@@ -159,7 +150,7 @@ func TestE2EResizeOnline(t *testing.T) {
 			t.Fatalf("scale %s: exit %d\n%s", n, r.Code, r.Stderr)
 		}
 	}
-	if got := psql(t, env, ns, db, "select count(*) from t"); got != "1000" {
+	if got := env.SQL(t, ns, db, "select count(*) from t"); got != "1000" {
 		t.Errorf("rows of t after a restart: %s, want 1000", got)
 	}
 	if got := env.WriterRows(t, ns, db, "writes"); !maps.Equal(got, rows) {
@@ -264,7 +255,7 @@ func TestE2EResizeFullDisk(t *testing.T) {
 	if r := env.Run(t, ns, "db", "create", db); r.Code != 0 {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
-	psql(t, env, ns, db, "create table big (n int, pad text)")
+	env.SQL(t, ns, db, "create table big (n int, pad text)")
 	const batch = 100000
 	committed := 0
 	for i := 0; i < 30; i++ {
@@ -298,8 +289,8 @@ func TestE2EResizeFullDisk(t *testing.T) {
 	if r := env.Run(t, ns, "db", "resize", db, "--storage", "2Gi"); r.Code != 0 {
 		t.Fatalf("resize of the full database: exit %d\n%s", r.Code, r.Stderr)
 	}
-	psql(t, env, ns, db, "insert into big values (-1, 'after the resize')")
-	if got := psql(t, env, ns, db, "select count(*) from big"); got != strconv.Itoa(committed+1) {
+	env.SQL(t, ns, db, "insert into big values (-1, 'after the resize')")
+	if got := env.SQL(t, ns, db, "select count(*) from big"); got != strconv.Itoa(committed+1) {
 		t.Errorf("rows after the resize: %s, want the %d committed and the new one", got, committed)
 	}
 	df := strings.Fields(mustExec(t, env, ns, database.PodName(db), "df", "-B1", "--output=size", database.DataMountPath))

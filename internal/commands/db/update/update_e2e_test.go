@@ -19,15 +19,6 @@ import (
 	"github.com/stackblaze/stackblaze/internal/testbed"
 )
 
-func psql(t *testing.T, env *testbed.Env, ns, db, query string) string {
-	t.Helper()
-	r := env.Run(t, ns, "db", "run", db, "--", "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
-	if r.Code != 0 {
-		t.Fatalf("psql %q: exit %d\n%s", query, r.Code, r.Stderr)
-	}
-	return strings.TrimSpace(r.Stdout)
-}
-
 // state is what a refused update must leave as it was: the StatefulSet and the pod.
 func state(t *testing.T, env *testbed.Env, ns, db string) string {
 	t.Helper()
@@ -61,9 +52,9 @@ func TestE2EUpdatePlan(t *testing.T) {
 	if r := env.Run(t, ns, "db", "create", db); r.Code != 0 {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
-	psql(t, env, ns, db, "create table t (n int primary key); insert into t select generate_series(1, 1000)")
+	env.SQL(t, ns, db, "create table t (n int primary key); insert into t select generate_series(1, 1000)")
 	settings := "select current_setting('archive_timeout'), current_setting('shared_buffers')"
-	if got := psql(t, env, ns, db, settings); got != "0|128MB" {
+	if got := env.SQL(t, ns, db, settings); got != "0|128MB" {
 		t.Fatalf("hobby's settings: %s", got)
 	}
 
@@ -125,10 +116,10 @@ func TestE2EUpdatePlan(t *testing.T) {
 	if lim := pod.Spec.Containers[0].Resources.Limits; lim.Cpu().String() != "2" || lim.Memory().String() != "2Gi" {
 		t.Errorf("the pod's limits on standard: %v", lim)
 	}
-	if got := psql(t, env, ns, db, settings); got != "5min|512MB" {
+	if got := env.SQL(t, ns, db, settings); got != "5min|512MB" {
 		t.Errorf("standard's settings: %s", got)
 	}
-	if got := psql(t, env, ns, db, "select count(*), sum(n) from t"); got != "1000|500500" {
+	if got := env.SQL(t, ns, db, "select count(*), sum(n) from t"); got != "1000|500500" {
 		t.Errorf("rows on standard: %s", got)
 	}
 	// WAL is archived on the new plan: a finished segment reaches the repository.
@@ -136,7 +127,7 @@ func TestE2EUpdatePlan(t *testing.T) {
 	super := func(query string) string {
 		return strings.TrimSpace(env.MustExec(t, ns, database.PodName(db), "psql", "-X", "-q", "-At", "-U", "postgres", "-d", "postgres", "-c", query))
 	}
-	psql(t, env, ns, db, "insert into t values (1001)")
+	env.SQL(t, ns, db, "insert into t values (1001)")
 	seg := super("select pg_walfile_name(pg_switch_wal())")
 	archived := false
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && !archived; {
@@ -169,7 +160,7 @@ func TestE2EUpdatePlan(t *testing.T) {
 	if r := env.Run(t, ns, "db", "update", db, "--plan", "hobby"); r.Code != 0 || !strings.Contains(r.Stdout, "point-in-time recovery off") {
 		t.Fatalf("update --plan hobby: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if got := psql(t, env, ns, db, settings+", current_setting('archive_mode')"); got != "0|128MB|on" {
+	if got := env.SQL(t, ns, db, settings+", current_setting('archive_mode')"); got != "0|128MB|on" {
 		t.Errorf("hobby's settings again: %s", got)
 	}
 	if got := memoryLimit(t, env, ns, db); got != "536870912" {
@@ -189,7 +180,7 @@ func TestE2EUpdatePlan(t *testing.T) {
 	if got := memoryLimit(t, env, ns, db); got != "2147483648" {
 		t.Errorf("the memory limit of the started database: %s", got)
 	}
-	if got := psql(t, env, ns, db, "select count(*) from t"); got != "1001" {
+	if got := env.SQL(t, ns, db, "select count(*) from t"); got != "1001" {
 		t.Errorf("rows at the end: %s", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -41,15 +42,6 @@ const state = `select current_setting('server_version_num')::int / 10000,
   (select count(*) from pg_indexes where indexname = 'orders_customer'),
   (select extversion is not null from pg_extension where extname = 'pgcrypto')`
 
-func sql(t *testing.T, env *testbed.Env, ns, db, query string) string {
-	t.Helper()
-	r := env.Run(t, ns, "db", "run", db, "--", "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
-	if r.Code != 0 {
-		t.Fatalf("psql %q: exit %d\n%s", query, r.Code, r.Stderr)
-	}
-	return strings.TrimSpace(r.Stdout)
-}
-
 func statefulSet(t *testing.T, env *testbed.Env, ns, db string) (version, resourceVersion string, rec *database.UpgradeRecord) {
 	t.Helper()
 	sts, err := env.Client.AppsV1().StatefulSets(ns).Get(context.Background(), db, metav1.GetOptions{})
@@ -70,8 +62,8 @@ func TestE2EUpgrade(t *testing.T) {
 	if r := env.Run(t, ns, "db", "create", db, "--version", "15"); r.Code != 0 {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
-	sql(t, env, ns, db, schema)
-	before := sql(t, env, ns, db, state)
+	env.SQL(t, ns, db, schema)
+	before := env.SQL(t, ns, db, state)
 	if !strings.HasPrefix(before, "15|200|500|") {
 		t.Fatalf("the seeded state on 15 is %q", before)
 	}
@@ -79,7 +71,7 @@ func TestE2EUpgrade(t *testing.T) {
 	env.FollowWriter(t, ns, func(w testbed.WriterLog) bool { return len(w.Committed) >= 20 })
 
 	// The check finds a planted blocker, exits with its own code and changes nothing.
-	sql(t, env, ns, db, "create table blocker (f regproc); insert into blocker values ('now')")
+	env.SQL(t, ns, db, "create table blocker (f regproc); insert into blocker values ('now')")
 	_, rv, _ := statefulSet(t, env, ns, db)
 	r := env.Run(t, ns, "db", "upgrade", db, "--version", "17", "--check", "-o", "json")
 	if r.Code != 9 {
@@ -99,7 +91,7 @@ func TestE2EUpgrade(t *testing.T) {
 	if err != nil || len(pods.Items) != 0 {
 		t.Errorf("--check left pods behind: %v %v", err, pods.Items)
 	}
-	sql(t, env, ns, db, "drop table blocker")
+	env.SQL(t, ns, db, "drop table blocker")
 	if r := env.Run(t, ns, "db", "upgrade", db, "--version", "17", "--check"); r.Code != 0 || !strings.Contains(r.Stdout, "can be upgraded") {
 		t.Fatalf("--check without the blocker: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -122,12 +114,12 @@ func TestE2EUpgrade(t *testing.T) {
 			t.Errorf("the progress does not say %q:\n%s", step, r.Stderr)
 		}
 	}
-	after := sql(t, env, ns, db, state)
+	after := env.SQL(t, ns, db, state)
 	if want := "17" + strings.TrimPrefix(before, "15"); after != want {
 		t.Errorf("after the upgrade, through the Secret's login: %q, want %q", after, want)
 	}
 	// The sequence, the trigger and the extension work on 17.
-	if got := sql(t, env, ns, db, "insert into orders (customer, total) values (1, 7) returning id, digest = encode(digest('7', 'sha256'), 'hex')"); got != "1500|t" {
+	if got := env.SQL(t, ns, db, "insert into orders (customer, total) values (1, 7) returning id, digest = encode(digest('7', 'sha256'), 'hex')"); got != "1500|t" {
 		t.Errorf("insert on 17: %q, want 1500|t (the sequence goes on, the trigger fires)", got)
 	}
 
@@ -176,7 +168,15 @@ func TestE2EUpgrade(t *testing.T) {
 
 	// The way back: 15 again, with what was written before the upgrade; what was written on
 	// 17 is named before and lost after.
-	sql(t, env, ns, db, "insert into customers (email) values ('on-17@example.com')")
+	env.SQL(t, ns, db, "insert into customers (email) values ('on-17@example.com')")
+	// A session's statistics reach the server's counters when it ends, which is a moment after
+	// its client is gone: --revert is run once they are there (docs/upgrades.md says so).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if strings.TrimSpace(env.MustExec(t, ns, database.PodName(db), "psql", "-X", "-At", "-U", "postgres", "-d", "shop", "-c",
+			"select n_tup_ins from pg_stat_user_tables where relname = 'customers'")) != "0" {
+			break
+		}
+	}
 	r = env.Run(t, ns, "db", "upgrade", db, "--revert", "--yes", "-o", "json")
 	if r.Code != 0 {
 		t.Fatalf("--revert: exit %d\n%s", r.Code, r.Stderr)
@@ -192,7 +192,7 @@ func TestE2EUpgrade(t *testing.T) {
 	if !lostCustomers {
 		t.Errorf("--revert does not name the row written on 17 as lost: %+v", res.Lost)
 	}
-	if got := sql(t, env, ns, db, state); got != before {
+	if got := env.SQL(t, ns, db, state); got != before {
 		t.Errorf("after --revert: %q, want the state before the upgrade %q", got, before)
 	}
 	have = env.WriterRows(t, ns, db, "writes")
@@ -243,8 +243,8 @@ func TestE2EUpgradeKilledAtEachStep(t *testing.T) {
 	if r := env.Run(t, ns, "db", "create", db, "--version", "15"); r.Code != 0 {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
-	sql(t, env, ns, db, schema)
-	before := sql(t, env, ns, db, state)
+	env.SQL(t, ns, db, schema)
+	before := env.SQL(t, ns, db, state)
 	for _, step := range upgrade.Steps {
 		r := runKilledAfter(t, env, ns, step, "db", "upgrade", db, "--version", "17", "--yes", "--lease-duration", "3s")
 		if r.Code != -1 {
@@ -271,7 +271,7 @@ func TestE2EUpgradeKilledAtEachStep(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("the run after the last kill: exit %d\n%s", r.Code, r.Stderr)
 	}
-	if got, want := sql(t, env, ns, db, state), "17"+strings.TrimPrefix(before, "15"); got != want {
+	if got, want := env.SQL(t, ns, db, state), "17"+strings.TrimPrefix(before, "15"); got != want {
 		t.Errorf("after the killed runs: %q, want %q", got, want)
 	}
 	if v, _, rec := statefulSet(t, env, ns, db); v != "17" || rec.Phase != database.UpgradeDone {
@@ -296,8 +296,8 @@ func TestE2EUpgradeFailureLeavesTheOldMajor(t *testing.T) {
 	if r := env.Run(t, ns, "db", "create", db, "--version", "15"); r.Code != 0 {
 		t.Fatalf("create: exit %d\n%s", r.Code, r.Stderr)
 	}
-	sql(t, env, ns, db, schema)
-	before := sql(t, env, ns, db, state)
+	env.SQL(t, ns, db, schema)
+	before := env.SQL(t, ns, db, state)
 
 	_, rv, _ := statefulSet(t, env, ns, db)
 	r := env.Run(t, ns, "db", "upgrade", db, "--version", "16", "--yes")
@@ -316,7 +316,7 @@ func TestE2EUpgradeFailureLeavesTheOldMajor(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stderr, "back on PostgreSQL 15") {
 		t.Fatalf("upgrade whose new major is not up in time: exit %d\n%s", r.Code, r.Stderr)
 	}
-	if got := sql(t, env, ns, db, state); got != before {
+	if got := env.SQL(t, ns, db, state); got != before {
 		t.Errorf("after the failed upgrade: %q, want %q", got, before)
 	}
 	if v, _, rec := statefulSet(t, env, ns, db); v != "15" || rec == nil || rec.Phase != database.UpgradeReverted {
