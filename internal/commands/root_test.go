@@ -111,11 +111,11 @@ func TestHelpExitCodesIsTheTable(t *testing.T) {
 	if err := json.Unmarshal(e.Out.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := map[int]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 130: true}
+	want := map[int]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true, 130: true}
 	for _, c := range got {
 		delete(want, c.Code)
 	}
-	if len(want) != 0 || len(got) != 11 {
+	if len(want) != 0 || len(got) != 12 {
 		t.Errorf("exit codes %v, missing %v", got, want)
 	}
 	e = cmdtest.New(t, false, nil, "")

@@ -151,8 +151,21 @@ func backupEnv(s Spec) []*corev1ac.EnvVarApplyConfiguration {
 // client_connection_check_interval makes a backend busy in a statement notice within seconds
 // that its client went away (a killed migration tool, a dropped tunnel) and end, releasing its
 // locks (session advisory locks such as a migration lock included), instead of running on until
-// the statement finishes. An idle backend notices at once.
-var ServerSettings = []string{"client_connection_check_interval=2s"}
+// the statement finishes. An idle backend notices at once. pg_stat_statements is loaded for db
+// insights (the extension is created in the application's database on first init). The log goes
+// to standard error (the container's log), each entry's first line prefixed by LogLinePrefix, in
+// UTC, so that db logs can parse it; lock waits longer than deadlock_timeout are logged.
+var ServerSettings = []string{
+	"client_connection_check_interval=2s",
+	"shared_preload_libraries=pg_stat_statements",
+	"log_line_prefix=" + LogLinePrefix,
+	"log_timezone=UTC",
+	"log_lock_waits=on",
+}
+
+// LogLinePrefix starts each log line of the server: time with milliseconds, [pid], SQLSTATE, and
+// user@database for sessions (nothing for background processes).
+const LogLinePrefix = "%m [%p] %e %q%u@%d "
 
 // ServerArgs are the container's arguments: ServerSettings, the plan's settings and the archive
 // settings (BackupServerArgs) as -c name=value, which the image's entrypoint passes on to postgres.

@@ -128,7 +128,8 @@ type Objects struct {
 // the Secret names gets the password as its SCRAM-SHA-256 verifier (from the superuser Secret),
 // which reaches psql through the environment (\getenv), never through argv, where any user on
 // the node could read it: neither the server, nor its statement log, nor pg_stat_statements ever
-// see the password. The role names are plain identifiers ([a-z0-9_]) and safe there.
+// see the password. The role names are plain identifiers ([a-z0-9_]) and safe there. The
+// application's database gets pg_stat_statements (the server loads it), which db insights reads.
 func InitScriptContent(name string) string {
 	return `#!/bin/bash
 # Written by stackblaze: creates the application's login roles and its database on first init.
@@ -147,6 +148,8 @@ ALTER ROLE :"alt" SET role = :'owner';
 ALTER ROLE :"app_user" PASSWORD :'app_verifier';
 CREATE DATABASE :"app_database" OWNER :"owner";
 REVOKE ALL ON DATABASE :"app_database" FROM PUBLIC;
+\c :"app_database"
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 EOSQL
 `
 }

@@ -12,6 +12,7 @@ const (
 	ExitTimeout     = 7
 	ExitLockHeld    = 8
 	ExitBlocked     = 9
+	ExitUnhealthy   = 10
 	ExitInterrupted = 130
 )
 
@@ -34,5 +35,6 @@ var ExitCodes = []ExitCodeDoc{
 	{ExitTimeout, "timeout", "a wait (--timeout) ran out before the database was ready"},
 	{ExitLockHeld, "lock-held", "another run holds the database's lock (migrate --no-wait, rotate-credentials past --lock-timeout)"},
 	{ExitBlocked, "blocked", "db upgrade: the check found something that stops the upgrade (each finding says what to do); nothing was changed"},
+	{ExitUnhealthy, "unhealthy", "db insights --fail-on: a check is at the given status (warn or bad) or worse; the report says which"},
 	{ExitInterrupted, "interrupted", "interrupted by Ctrl-C (SIGINT) or SIGTERM"},
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db/create"
 	"github.com/stackblaze/stackblaze/internal/commands/db/delete"
 	"github.com/stackblaze/stackblaze/internal/commands/db/detach"
+	"github.com/stackblaze/stackblaze/internal/commands/db/insights"
 	"github.com/stackblaze/stackblaze/internal/commands/db/list"
+	"github.com/stackblaze/stackblaze/internal/commands/db/logs"
 	"github.com/stackblaze/stackblaze/internal/commands/db/migrate"
 	"github.com/stackblaze/stackblaze/internal/commands/db/proxy"
 	"github.com/stackblaze/stackblaze/internal/commands/db/resize"
@@ -47,6 +49,7 @@ func NewCmdDB(f *cmdutil.Factory) *cobra.Command {
 		create.NewCmdCreate(f, nil),
 		list.NewCmdList(f, nil),
 		status.NewCmdStatus(f, nil),
+		logs.NewCmdLogs(f, nil),
 		delete.NewCmdDelete(f, nil),
 		scale.NewCmdScale(f, nil),
 		migrate.NewCmdMigrate(f, nil),
@@ -61,6 +64,7 @@ func NewCmdDB(f *cmdutil.Factory) *cobra.Command {
 		upgrade.NewCmdUpgrade(f, nil),
 		resize.NewCmdResize(f, nil),
 		update.NewCmdUpdate(f, nil),
+		insights.NewCmdInsights(f, nil),
 	)
 	return cmd
 }
