@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +22,12 @@ func TimeoutContext(ctx context.Context, d time.Duration) (context.Context, cont
 // from ctx, has run out and ctx has not: the wait ended it, not the user or the cluster. Any
 // other err is returned as it is.
 func AsTimeout(err error, ctx, wctx context.Context) error {
-	if err == nil || wctx.Err() == nil || ctx.Err() != nil {
+	// client-go's rate limiter refuses a request that could not start before the deadline, while
+	// the deadline has not passed yet: that is the wait running out too.
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if wctx.Err() == nil && !strings.Contains(err.Error(), "would exceed context deadline") {
 		return err
 	}
 	var ce *Error

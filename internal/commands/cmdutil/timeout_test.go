@@ -1,6 +1,8 @@
 package cmdutil
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -45,5 +47,23 @@ func TestTimeoutFlag(t *testing.T) {
 	TimeoutFlag(cmd, &d, time.Minute, "how long to wait")
 	if f := cmd.Flags().Lookup("timeout"); f.Usage != "how long to wait, 0 for no limit" || f.DefValue != "1m0s" || f.Value.Type() != "duration" {
 		t.Errorf("flag usage %q, default %q, type %q", f.Usage, f.DefValue, f.Value.Type())
+	}
+}
+
+// client-go's rate limiter refuses a request it could not start before the deadline while the
+// deadline has not passed yet: a timeout too.
+func TestAsTimeoutRateLimiter(t *testing.T) {
+	ctx := context.Background()
+	wctx, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
+	err := errors.New("delete pod back-0: client rate limiter Wait returned an error: rate: Wait(n=1) would exceed context deadline")
+	if got := ExitCode(AsTimeout(err, ctx, wctx)); got != ExitTimeout {
+		t.Errorf("exit %d, want %d", got, ExitTimeout)
+	}
+	if got := ExitCode(AsTimeout(errors.New("forbidden"), ctx, wctx)); got == ExitTimeout {
+		t.Errorf("another error within the deadline is a timeout")
+	}
+	if AsTimeout(nil, ctx, wctx) != nil {
+		t.Errorf("nil is not nil")
 	}
 }
