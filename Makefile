@@ -8,7 +8,7 @@ TESTBED_KUBECONFIG := $(or $(STACKBLAZE_TESTBED_DIR),$(CURDIR)/.testbed)/kubecon
 # -count=1: every run runs every test; an end-to-end result is never taken from the test cache.
 GOTEST_FLAGS ?= -p 2 -timeout 45m -count=1
 
-.PHONY: all build test test-unit test-e2e test-testbed-cycle testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check bench bench-tunnel bench-upgrade demo clean
+.PHONY: all build test test-unit test-e2e test-testbed-cycle testbed-build testbed-up testbed-down testbed-status deps e2e-tools docs completions release-check bench bench-tunnel bench-upgrade bench-dump demo clean
 
 all: build
 
@@ -71,12 +71,16 @@ bench: testbed-up build
 	STACKBLAZE_TESTBED_KUBECONFIG=$(TESTBED_KUBECONFIG) $(GO) test ./internal/kube -run '^$$' -bench BenchmarkE2EList500 -benchtime 20x
 	@echo; echo "## Tunnel"; bash hack/bench/tunnel.sh
 	@echo; echo "## Major version upgrade"; bash hack/bench/upgrade.sh
+	@echo; echo "## Dump"; bash hack/bench/dump.sh
 
 bench-tunnel: testbed-up build
 	bash hack/bench/tunnel.sh
 
 bench-upgrade: testbed-up build
 	bash hack/bench/upgrade.sh
+
+bench-dump: testbed-up build
+	bash hack/bench/dump.sh
 
 demo: testbed-up build
 	@bash hack/demo.sh

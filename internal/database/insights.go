@@ -170,7 +170,8 @@ type insightsData struct {
 }
 
 // insightsSQL reads everything the report needs in one psql run, as the superuser, in the
-// application's database, never waiting for a lock (sizes are pg_class's page counts, which the
+// application's database (pg_stat_statements in the postgres database, where it is installed),
+// never waiting for a lock (sizes are pg_class's page counts, which the
 // last vacuum or analyze wrote: pg_relation_size would wait behind an exclusive lock): a JSON
 // document on one line (jsonb's text has no line breaks, json_agg's
 // has), then pg_stat_statements' (or null) on the next. It changes nothing.
@@ -209,15 +210,17 @@ select json_build_object(
        + coalesce((select x.relpages from pg_class x where x.oid = c.reltoastrelid), 0) pages from pg_class c where c.oid = s.relid) t
      order by t.pages desc limit 5) t),
  'statements', null)::jsonb;
+select current_database() as appdb \gset
+\c postgres
 select exists (select 1 from pg_extension where extname = 'pg_stat_statements') as has_pss \gset
 \if :has_pss
 select json_build_object('total_ms', coalesce(sum(total_exec_time), 0),
   'top', (select coalesce(json_agg(t), '[]') from (
     select left(regexp_replace(query, '\s+', ' ', 'g'), 300) query, calls, total_exec_time total_ms, mean_exec_time mean_ms
-    from pg_stat_statements s where s.dbid = (select oid from pg_database where datname = current_database())
+    from pg_stat_statements s where s.dbid = (select oid from pg_database where datname = :'appdb')
       and s.userid not in (select oid from pg_roles where rolsuper)
     order by total_exec_time desc limit 5) t))::jsonb
-from pg_stat_statements s where s.dbid = (select oid from pg_database where datname = current_database())
+from pg_stat_statements s where s.dbid = (select oid from pg_database where datname = :'appdb')
   and s.userid not in (select oid from pg_roles where rolsuper);
 \else
 select 'null';
@@ -509,8 +512,8 @@ func checkTopQueries(d *insightsData) Check {
 	s := d.Statements
 	if s == nil {
 		c.Status = CheckWarn
-		c.Value = "pg_stat_statements is not installed in this database"
-		c.Advice = "as the superuser: `create extension pg_stat_statements` in the application's database (databases created now have it)"
+		c.Value = "pg_stat_statements is not installed"
+		c.Advice = "as the superuser, in the postgres database: `create extension pg_stat_statements` (databases created now have it; the server loads it after a restart)"
 		return c
 	}
 	for _, q := range s.Top {

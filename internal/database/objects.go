@@ -129,7 +129,9 @@ type Objects struct {
 // which reaches psql through the environment (\getenv), never through argv, where any user on
 // the node could read it: neither the server, nor its statement log, nor pg_stat_statements ever
 // see the password. The role names are plain identifiers ([a-z0-9_]) and safe there. The
-// application's database gets pg_stat_statements (the server loads it), which db insights reads.
+// postgres database gets pg_stat_statements (the server loads it; its view shows the statements of
+// every database), which db insights reads: not the application's database, whose dumps would
+// then carry an extension its role does not own.
 func InitScriptContent(name string) string {
 	return `#!/bin/bash
 # Written by stackblaze: creates the application's login roles and its database on first init.
@@ -148,7 +150,6 @@ ALTER ROLE :"alt" SET role = :'owner';
 ALTER ROLE :"app_user" PASSWORD :'app_verifier';
 CREATE DATABASE :"app_database" OWNER :"owner";
 REVOKE ALL ON DATABASE :"app_database" FROM PUBLIC;
-\c :"app_database"
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 EOSQL
 `

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 )
@@ -57,7 +58,12 @@ func Exec(ctx context.Context, c *Client, ns, pod, container string, argv []stri
 	if err != nil {
 		return err
 	}
-	exec, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool { return true })
+	// SPDY only when the WebSocket upgrade itself failed (a server or proxy without it, or one that
+	// authorizes it as get and refuses it), as kubectl does: a command that ran and failed must
+	// not run a second time.
+	exec, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
 	if err != nil {
 		return err
 	}

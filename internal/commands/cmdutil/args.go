@@ -40,3 +40,14 @@ func OneName(cmd *cobra.Command, args []string) error {
 			WithHint("usage: %s", cmd.UseLine())
 	}
 }
+
+// TwoArgs wants exactly two arguments, named in what (like "SOURCE and TARGET").
+func TwoArgs(what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != 2 {
+			return UsageErrorf("%s needs %s, got %d arguments", cmd.CommandPath(), what, len(args)).
+				WithHint("usage: %s", cmd.UseLine())
+		}
+		return nil
+	}
+}

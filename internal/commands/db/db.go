@@ -8,14 +8,19 @@ import (
 	"github.com/stackblaze/stackblaze/internal/commands/db/attach"
 	"github.com/stackblaze/stackblaze/internal/commands/db/backup"
 	"github.com/stackblaze/stackblaze/internal/commands/db/connect"
+	"github.com/stackblaze/stackblaze/internal/commands/db/copydb"
 	"github.com/stackblaze/stackblaze/internal/commands/db/create"
 	"github.com/stackblaze/stackblaze/internal/commands/db/delete"
 	"github.com/stackblaze/stackblaze/internal/commands/db/detach"
+	"github.com/stackblaze/stackblaze/internal/commands/db/dump"
+	"github.com/stackblaze/stackblaze/internal/commands/db/importcmd"
 	"github.com/stackblaze/stackblaze/internal/commands/db/insights"
 	"github.com/stackblaze/stackblaze/internal/commands/db/list"
 	"github.com/stackblaze/stackblaze/internal/commands/db/logs"
 	"github.com/stackblaze/stackblaze/internal/commands/db/migrate"
 	"github.com/stackblaze/stackblaze/internal/commands/db/proxy"
+	"github.com/stackblaze/stackblaze/internal/commands/db/pull"
+	"github.com/stackblaze/stackblaze/internal/commands/db/push"
 	"github.com/stackblaze/stackblaze/internal/commands/db/resize"
 	"github.com/stackblaze/stackblaze/internal/commands/db/restore"
 	"github.com/stackblaze/stackblaze/internal/commands/db/rotatecreds"
@@ -65,6 +70,11 @@ func NewCmdDB(f *cmdutil.Factory) *cobra.Command {
 		resize.NewCmdResize(f, nil),
 		update.NewCmdUpdate(f, nil),
 		insights.NewCmdInsights(f, nil),
+		dump.NewCmdDump(f, nil),
+		importcmd.NewCmdImport(f, nil),
+		copydb.NewCmdCopy(f, nil),
+		pull.NewCmdPull(f, nil),
+		push.NewCmdPush(f, nil),
 	)
 	return cmd
 }
