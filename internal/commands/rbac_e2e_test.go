@@ -380,6 +380,7 @@ func developerRun(t *testing.T, env *testbed.Env, ns, kc string) {
 	must("db", "status", db)
 	must("db", "logs", db, "--tail", "5")
 	must("db", "insights", db)
+	must("db", "dump", db, "-f", filepath.Join(t.TempDir(), "dev.dump"))
 	must("db", "attach", db, "--to", "deployment/web")
 	must("db", "migrate", db, "--", "true")
 	must("db", "run", db, "--", "psql", "-X", "-At", "-c", "select 1")

@@ -15,17 +15,19 @@ func TestDumpArgv(t *testing.T) {
 		o    DumpOptions
 		want []string
 	}{
-		{"default is custom", DumpOptions{}, []string{"pg_dump", "--dbname=shop", "--format=custom"}},
+		{"default is custom, gzip level 1", DumpOptions{}, []string{"pg_dump", "--dbname=shop", "--format=custom", "--compress=1"}},
+		{"a level", DumpOptions{Compress: ptrTo(9)}, []string{"pg_dump", "--dbname=shop", "--format=custom", "--compress=9"}},
+		{"plain has no level", DumpOptions{Format: FormatPlain, Compress: ptrTo(9)}, []string{"pg_dump", "--dbname=shop", "--format=plain"}},
 		{"plain without owners", DumpOptions{Format: FormatPlain, NoOwner: true},
 			[]string{"pg_dump", "--dbname=shop", "--format=plain", "--no-owner", "--no-privileges"}},
 		{"plain clean", DumpOptions{Format: FormatPlain, Clean: true},
 			[]string{"pg_dump", "--dbname=shop", "--format=plain", "--clean", "--if-exists"}},
 		{"clean is plain's only", DumpOptions{Format: FormatCustom, Clean: true},
-			[]string{"pg_dump", "--dbname=shop", "--format=custom"}},
+			[]string{"pg_dump", "--dbname=shop", "--format=custom", "--compress=1"}},
 		{"schema, tables, exclusions", DumpOptions{SchemaOnly: true, Tables: []string{"public.orders", "audit_*"}, ExcludeTables: []string{"big log"}},
-			[]string{"pg_dump", "--dbname=shop", "--format=custom", "--schema-only", "--strict-names", "--table=public.orders", "--table=audit_*", "--exclude-table=big log"}},
+			[]string{"pg_dump", "--dbname=shop", "--format=custom", "--compress=1", "--schema-only", "--strict-names", "--table=public.orders", "--table=audit_*", "--exclude-table=big log"}},
 		{"exclusions alone are not strict", DumpOptions{ExcludeTables: []string{"x"}},
-			[]string{"pg_dump", "--dbname=shop", "--format=custom", "--exclude-table=x"}},
+			[]string{"pg_dump", "--dbname=shop", "--format=custom", "--compress=1", "--exclude-table=x"}},
 	} {
 		if got := DumpArgv("shop", tc.o); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
@@ -270,3 +272,5 @@ func TestParseExitStatus(t *testing.T) {
 		}
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }

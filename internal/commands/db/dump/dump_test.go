@@ -24,8 +24,11 @@ func TestFlags(t *testing.T) {
 		check    func(*Options) bool
 	}{
 		{"defaults to a pipe", false, false, []string{"shop"}, 0, "", func(o *Options) bool {
-			return o.Name == "shop" && o.File == "" && reflect.DeepEqual(o.Dump, database.DumpOptions{Format: "custom"})
+			return o.Name == "shop" && o.File == "" && o.Dump.Compress != nil && *o.Dump.Compress == database.DefaultCompress &&
+				reflect.DeepEqual(o.Dump, database.DumpOptions{Format: "custom", Compress: o.Dump.Compress})
 		}},
+		{"a compression level", false, false, []string{"shop", "--compress", "6"}, 0, "", func(o *Options) bool { return *o.Dump.Compress == 6 }},
+		{"a level out of range", false, false, []string{"shop", "--compress", "10"}, 2, "0 (none) to 9", nil},
 		{"a file on a terminal", true, false, []string{"shop", "-f", "shop.dump"}, 0, "", func(o *Options) bool { return o.File == "shop.dump" }},
 		{"plain SQL to a terminal, without owners", true, false, []string{"shop", "--format", "plain", "--schema-only"}, 0, "", func(o *Options) bool {
 			return o.Dump.Format == "plain" && o.Dump.SchemaOnly && o.Dump.NoOwner
