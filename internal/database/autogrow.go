@@ -282,6 +282,10 @@ func GrowIfUsed(ctx context.Context, c *kube.Client, name string, at int, max st
 	if g.UsedPercent < float64(at) && !g.Full {
 		return g, nil
 	}
+	if g.Full {
+		// A full server may be stopped or about to: the filesystem's size is not waited for in it.
+		o.noFilesystem = true
+	}
 	next, ok := NextSize(cur, limit)
 	if !ok {
 		g.AtMax = true

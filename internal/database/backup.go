@@ -152,7 +152,7 @@ func backupEnv(s Spec) []*corev1ac.EnvVarApplyConfiguration {
 // that its client went away (a killed migration tool, a dropped tunnel) and end, releasing its
 // locks (session advisory locks such as a migration lock included), instead of running on until
 // the statement finishes. An idle backend notices at once. pg_stat_statements is loaded for db
-// insights (the extension is created in the application's database on first init). The log goes
+// insights (the extension is created in the postgres database on first init). The log goes
 // to standard error (the container's log), each entry's first line prefixed by LogLinePrefix, in
 // UTC, so that db logs can parse it; lock waits longer than deadlock_timeout are logged.
 var ServerSettings = []string{

@@ -191,12 +191,13 @@ select json_build_object(
  'unused', (select coalesce(json_agg(json_build_object('index', s.schemaname || '.' || s.indexrelname, 'table', s.schemaname || '.' || s.relname,
      'bytes', c.relpages::bigint * current_setting('block_size')::int) order by c.relpages desc), '[]')
    from pg_stat_user_indexes s join pg_index i on i.indexrelid = s.indexrelid join pg_class c on c.oid = s.indexrelid
-   where s.idx_scan = 0 and not i.indisunique and not i.indisprimary),
+   where s.idx_scan = 0 and not i.indisunique and not i.indisprimary and not i.indisexclusion),
  'duplicates', (select coalesce(json_agg(json_build_object('indexes', names, 'table', tbl)), '[]') from (
      select array_agg(indexrelid::regclass::text order by indexrelid::regclass::text) names, indrelid::regclass::text tbl
      from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
      where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast'
-     group by indrelid, indkey::text, indclass::text, coalesce(indexprs::text, ''), coalesce(indpred::text, '')
+     group by indrelid, indisunique, indkey::text, indclass::text, indoption::text, indcollation::text,
+       coalesce(indexprs::text, ''), coalesce(indpred::text, '')
      having count(*) > 1) d),
  'bloat', (select coalesce(json_agg(json_build_object('table', schemaname || '.' || relname, 'live', n_live_tup, 'dead', n_dead_tup) order by n_dead_tup desc), '[]')
    from pg_stat_user_tables where n_dead_tup > ` + "10000" + ` and n_dead_tup > 0.2 * (n_live_tup + n_dead_tup)),
@@ -212,7 +213,8 @@ select json_build_object(
  'statements', null)::jsonb;
 select current_database() as appdb \gset
 \c postgres
-select exists (select 1 from pg_extension where extname = 'pg_stat_statements') as has_pss \gset
+select exists (select 1 from pg_extension where extname = 'pg_stat_statements')
+  and current_setting('shared_preload_libraries') ~ '(^|,)\s*pg_stat_statements\s*(,|$)' as has_pss \gset
 \if :has_pss
 select json_build_object('total_ms', coalesce(sum(total_exec_time), 0),
   'top', (select coalesce(json_agg(t), '[]') from (
@@ -512,8 +514,8 @@ func checkTopQueries(d *insightsData) Check {
 	s := d.Statements
 	if s == nil {
 		c.Status = CheckWarn
-		c.Value = "pg_stat_statements is not installed"
-		c.Advice = "as the superuser, in the postgres database: `create extension pg_stat_statements` (databases created now have it; the server loads it after a restart)"
+		c.Value = "pg_stat_statements is not installed or not loaded"
+		c.Advice = "a database created before it was: `stackblaze db update {db} --plan PLAN` (its plan) loads it with a restart, then as the superuser, in the postgres database: `create extension pg_stat_statements`"
 		return c
 	}
 	for _, q := range s.Top {

@@ -162,11 +162,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// kube.Exec may run a command twice: its fallback from WebSocket to SPDY follows any error,
-// the command's own failure included, and the second run gets what is left of stdin (or none,
-// and then may wait for an end of its input that never comes). A restore run again on the rest
-// of a dump could commit part of it (after a --clean's drop); a dump run again would append a
-// second dump to the first's bytes. So execOnce runs a command so that its own failure is no
+// A command run twice through an exec could do harm: a restore run again on the rest of a dump
+// could commit part of it (after a --clean's drop); a dump run again would append a second dump
+// to the first's bytes. kube.Exec falls back from WebSocket to SPDY only when the upgrade fails,
+// before anything ran; as a second guard, execOnce runs a command so that its own failure is no
 // exec error (it exits 0 and reports its status on stderr's last line), and so that it runs at
 // most once: its input begins with a line only the first run can read (a nonce), and without it
 // the command does not run (exit 97).
@@ -363,7 +362,7 @@ func userObjects(ctx context.Context, c *kube.Client, name string) (int, error) 
 const restoreScript = `set -o pipefail
 db=$1 role=$2 format=$3 clean=$4 filter=$5
 {
-  printf 'BEGIN;\nSET client_min_messages = warning;\nSET ROLE "%s";\n' "$role"
+  printf 'BEGIN;\nSET client_min_messages = warning;\nSET lock_timeout = '"'"'10s'"'"';\nSET ROLE "%s";\n' "$role"
   if [ "$clean" = clean ]; then printf 'DROP OWNED BY "%s";\n' "$role"; fi
   if [ "$format" = custom ]; then
     pg_restore --no-owner --no-privileges --file=- || exit 1

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,7 +46,10 @@ type MoveOptions struct {
 // $5 "clean" or "".
 const copyScript = `set -euo pipefail
 IFS= read -r PGPASSWORD
-export PGPASSWORD
+export PGPASSWORD PGOPTIONS='-c lock_timeout=10s'
+# The client keeps standard input open while it waits: when it goes (Ctrl-C, a dropped
+# connection), the copy ends with it, before its transaction commits.
+( cat >/dev/null; kill -TERM 0 ) &
 clean=()
 if [ "$5" = clean ]; then clean=(--clean --if-exists); fi
 pg_dump --format=custom --no-owner --no-privileges --host="$1" --port=5432 --username="$2" --dbname="$3" |
@@ -74,10 +78,12 @@ func Copy(ctx context.Context, c *kube.Client, source, target string, o MoveOpti
 		return nil, inputErrorf("%s runs PostgreSQL %d and %s PostgreSQL %d: a copy goes to the same major or a newer one (pg_dump of the target's major reads the source); upgrade %s first (`stackblaze db upgrade %s --version %d`)",
 			source, VersionOf(src), target, VersionOf(dst), target, target, VersionOf(src))
 	}
-	if err := needEmpty(ctx, c, target, o.Clean); err != nil {
-		return nil, err
+	for _, n := range []string{source, target} {
+		if _, err := readyPod(ctx, cs, ns, n); err != nil {
+			return nil, err
+		}
 	}
-	if _, err := readyPod(ctx, cs, ns, source); err != nil {
+	if err := needEmpty(ctx, c, target, o.Clean); err != nil {
 		return nil, err
 	}
 	secret, err := cs.CoreV1().Secrets(ns).Get(ctx, CredentialsSecretName(source), metav1.GetOptions{})
@@ -90,19 +96,30 @@ func Copy(ctx context.Context, c *kube.Client, source, target string, o MoveOpti
 	}
 	prog.Start("Copying %s into %s (in the cluster)", source, target)
 	start := now()
-	in := strings.NewReader(string(secret.Data["password"]) + "\n")
+	// The password, then an input that stays open until the copy is over (copyScript).
+	ectx, done := context.WithCancel(ctx)
+	in := io.MultiReader(strings.NewReader(string(secret.Data["password"])+"\n"), untilDone{ectx})
 	var stderr bytes.Buffer
-	err = kube.Exec(ctx, c, ns, PodName(target), ContainerName,
+	err = kube.Exec(ectx, c, ns, PodName(target), ContainerName,
 		[]string{"bash", "-c", copyScript, "copy", source, string(secret.Data["username"]), string(secret.Data["database"]), RoleName(target), clean},
 		in, io.Discard, &stderr)
+	done()
 	stopProgress(prog)
 	if err != nil {
-		return nil, fmt.Errorf("copy %s into %s: %s", source, target, tail(stderr.String(), err))
+		return nil, fmt.Errorf("copy %s into %s: %w: %s", source, target, err, tail(stderr.String(), err))
 	}
 	res := &Moved{From: source, To: target, Format: "custom", Seconds: now().Sub(start).Seconds()}
 	res.Objects, _ = UserObjects(ctx, c, target)
 	prog.Done("Copied %s into %s in %.1f s (%d objects)", source, target, res.Seconds, res.Objects)
 	return res, nil
+}
+
+// untilDone is an input that has nothing to read until its context is done, then ends.
+type untilDone struct{ ctx context.Context }
+
+func (u untilDone) Read([]byte) (int, error) {
+	<-u.ctx.Done()
+	return 0, io.EOF
 }
 
 // needEmpty refuses (an *InputError) a target database with objects of its own, unless clean.
@@ -173,7 +190,11 @@ func localTool(ctx context.Context, l MachineURL, name string, args ...string) (
 		return nil, inputErrorf("%s is not installed on this machine: pull and push use PostgreSQL's client tools (Debian and Ubuntu: apt-get install postgresql-client; macOS: brew install libpq)", name)
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+l.Password, "PGCONNECT_TIMEOUT=10")
+	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10")
+	if l.Password != "" {
+		// The URL's password; without one, the user's PGPASSWORD or ~/.pgpass.
+		cmd.Env = append(cmd.Env, "PGPASSWORD="+l.Password)
+	}
 	return cmd, nil
 }
 
@@ -225,6 +246,9 @@ func Pull(ctx context.Context, c *kube.Client, name, target string, o MoveOption
 	if err != nil {
 		return nil, err
 	}
+	if _, err := readyPod(ctx, c.Clientset, c.Namespace, name); err != nil {
+		return nil, err
+	}
 	major, err := localMajor(ctx, l, "pg_restore")
 	if err != nil {
 		return nil, err
@@ -245,16 +269,20 @@ func Pull(ctx context.Context, c *kube.Client, name, target string, o MoveOption
 		}
 		restore, err = localTool(ctx, l, "pg_restore", args...)
 	} else {
+		// Not --single-transaction: psql would commit whatever came before the end of a dump cut
+		// short. The transaction is framed here, its COMMIT sent only once the dump is complete.
 		format = "plain"
-		restore, err = localTool(ctx, l, "psql", "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-d", l.URL)
+		restore, err = localTool(ctx, l, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", l.URL)
 	}
 	if err != nil {
 		return nil, err
 	}
 	pr, pw := io.Pipe()
+	var dumpErr error
+	dumpDone := make(chan struct{})
 	var in io.Reader = pr
 	if format == "plain" {
-		in = newerSettingsFilter(pr)
+		in = committedOnlyIfComplete(newerSettingsFilter(pr), dumpDone, &dumpErr)
 	}
 	restore.Stdin = in
 	var stderr bytes.Buffer
@@ -265,22 +293,23 @@ func Pull(ctx context.Context, c *kube.Client, name, target string, o MoveOption
 		stopProgress(prog)
 		return nil, err
 	}
-	dumped := make(chan error, 1)
 	go func() {
-		_, err := Dump(ctx, c, name, pw, DumpOptions{Format: format, Clean: o.Clean && format == "plain", NoOwner: true})
-		pw.CloseWithError(err)
-		dumped <- err
+		_, dumpErr = Dump(ctx, c, name, pw, DumpOptions{Format: format, Clean: o.Clean && format == "plain", NoOwner: true})
+		close(dumpDone)
+		pw.CloseWithError(dumpErr)
 	}()
 	rerr := restore.Wait()
 	// A restore that ended early leaves the dump nobody to write to.
 	pr.CloseWithError(io.ErrClosedPipe)
-	derr := <-dumped
+	<-dumpDone
 	stopProgress(prog)
 	switch {
+	case dumpErr != nil && !errors.Is(dumpErr, io.ErrClosedPipe):
+		return nil, dumpErr
 	case rerr != nil:
 		return nil, fmt.Errorf("restore into %s: %s", l.Display, tail(stderr.String(), rerr))
-	case derr != nil:
-		return nil, derr
+	case dumpErr != nil:
+		return nil, dumpErr
 	}
 	res := &Moved{From: name, To: l.Display, Format: format, Seconds: now().Sub(start).Seconds()}
 	res.Objects, _ = localObjects(ctx, l)
@@ -288,9 +317,35 @@ func Pull(ctx context.Context, c *kube.Client, name, target string, o MoveOption
 	return res, nil
 }
 
-// newerSettings are the SET lines a newer pg_dump writes that an older server does not know
-// (transaction_timeout: 17).
-var newerSettings = []string{"SET transaction_timeout = "}
+// committedOnlyIfComplete frames a plain dump in a transaction: BEGIN, the dump, and COMMIT only
+// when the dump ended without an error (*err, set before done is closed); a dump cut short
+// ends the input without COMMIT, and the server rolls back.
+func committedOnlyIfComplete(dump io.Reader, done <-chan struct{}, err *error) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		if _, werr := io.WriteString(pw, "BEGIN;\n"); werr != nil {
+			pw.CloseWithError(werr)
+			return
+		}
+		if _, cerr := io.Copy(pw, dump); cerr != nil {
+			pw.CloseWithError(cerr)
+			return
+		}
+		<-done
+		if *err != nil {
+			pw.CloseWithError(*err)
+			return
+		}
+		_, werr := io.WriteString(pw, "COMMIT;\n")
+		pw.CloseWithError(werr)
+	}()
+	return pr
+}
+
+// newerSettings are the lines a newer pg_dump writes that an older server or psql does not know:
+// transaction_timeout (17), and the \restrict guard of psql meta-commands (17.6, 16.10, 15.14;
+// the dump comes from our own server).
+var newerSettings = []string{"SET transaction_timeout = ", "\\restrict ", "\\unrestrict "}
 
 // newerSettingsFilter leaves out of a plain dump the settings of newerSettings.
 func newerSettingsFilter(r io.Reader) io.Reader {
@@ -381,13 +436,14 @@ func Push(ctx context.Context, c *kube.Client, source, name string, o MoveOption
 	}
 	derr := dump.Wait()
 	stopProgress(prog)
+	var exit *exec.ExitError
+	killed := errors.As(derr, &exit) && exit.ProcessState.Sys().(syscall.WaitStatus).Signaled()
 	switch {
-	case rerr != nil && strings.TrimSpace(stderr.String()) != "":
-		return nil, fmt.Errorf("pg_dump of %s: %s", l.Display, tail(stderr.String(), rerr))
+	case derr != nil && !killed:
+		// pg_dump failed first; the restore only saw its output end.
+		return nil, fmt.Errorf("pg_dump of %s: %s", l.Display, tail(stderr.String(), derr))
 	case rerr != nil:
 		return nil, rerr
-	case derr != nil:
-		return nil, fmt.Errorf("pg_dump of %s: %s", l.Display, tail(stderr.String(), derr))
 	}
 	res := &Moved{From: l.Display, To: name, Format: "custom", Seconds: now().Sub(start).Seconds()}
 	res.Objects, _ = UserObjects(ctx, c, name)

@@ -54,7 +54,8 @@ func planKeys() map[string]bool {
 }
 
 // PlanArgs rewrites a database container's arguments (ServerArgs) for plan p: the settings a plan
-// owns are replaced by p's, everything else stays as it is, in its place. ServerArgs of a spec on
+// owns are replaced by p's, the product's own (ServerSettings) that are missing are added,
+// everything else stays as it is, in its place. ServerArgs of a spec on
 // plan A rewritten for plan B equal ServerArgs of the same spec on plan B.
 func PlanArgs(args []string, p Plan) []string {
 	keys := planKeys()
@@ -102,7 +103,26 @@ func PlanArgs(args []string, p Plan) []string {
 	for _, kv := range p.Settings {
 		settings = append(settings, "-c", kv)
 	}
-	return slices.Insert(out, at, settings...)
+	out = slices.Insert(out, at, settings...)
+	// The product's own settings that a database made by an older version lacks come first.
+	var missing []string
+	for _, kv := range ServerSettings {
+		name, _, _ := strings.Cut(kv, "=")
+		if !hasSetting(out, name) {
+			missing = append(missing, "-c", kv)
+		}
+	}
+	return slices.Insert(out, 0, missing...)
+}
+
+// hasSetting tells whether args (-c name=value pairs among others) set name.
+func hasSetting(args []string, name string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "-c" && strings.HasPrefix(args[i+1], name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // planTemplate is what plan p makes of a database's pod template: its container's resources and
@@ -239,7 +259,9 @@ func UpdatePlan(ctx context.Context, c *kube.Client, name, plan string, o Update
 	}
 	// What the shutdown would write, written now, while the database still serves.
 	prog.Start("Writing a checkpoint, so that the restart is short")
-	_, _ = ExecOutput(ctx, c, name, []string{"psql", "-X", "-q", "-d", "postgres", "-c", "checkpoint"})
+	cctx, ccancel := context.WithTimeout(ctx, time.Minute)
+	_, _ = ExecOutput(cctx, c, name, []string{"psql", "-X", "-q", "-d", "postgres", "-c", "checkpoint"})
+	ccancel()
 	prog.Done("Checkpoint written")
 
 	prog.Start("Restarting %s on plan %s", name, to.Name)
@@ -260,6 +282,12 @@ func UpdatePlan(ctx context.Context, c *kube.Client, name, plan string, o Update
 		if perr := patchPlan(ctx, cs, ns, name, res.From, cur); perr != nil {
 			stopProgress(prog)
 			return nil, fmt.Errorf("database %s did not start on plan %s (%v), and plan %s could not be put back: %w", name, to.Name, err, res.From, perr)
+		}
+		// A StatefulSet whose pod never became ready does not replace it (OrderedReady): the
+		// pod of the new plan, ours to remove, goes, and the controller makes one of the old.
+		if p, gerr := cs.CoreV1().Pods(ns).Get(ctx, PodName(name), metav1.GetOptions{}); gerr == nil && p.UID != old.UID && !kube.PodReady(p) {
+			uid := p.UID
+			_ = cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 		}
 		if werr := WaitPrimary(ctx, c, name, upTimeout(o.Timeout)); werr != nil {
 			stopProgress(prog)

@@ -26,13 +26,14 @@ func TestPlanArgsMatchCreate(t *testing.T) {
 	}
 }
 
-// A database created before plans had settings gets them before the archive's, and its other
-// arguments stay.
+// A database created before plans had settings gets them before the archive's, and the
+// product's settings it lacks (the log's prefix, pg_stat_statements); its other arguments stay.
 func TestPlanArgsOlderDatabase(t *testing.T) {
 	old := []string{"-c", "client_connection_check_interval=2s", "-c", "wal_level=replica", "-c", "archive_mode=on", "-c", "archive_command=x", "-c", "archive_timeout=300"}
 	hobby, _ := LookupPlan("hobby")
 	got := strings.Join(PlanArgs(old, hobby), " ")
-	want := "-c client_connection_check_interval=2s -c shared_buffers=128MB -c effective_cache_size=384MB -c maintenance_work_mem=32MB -c work_mem=4MB -c wal_level=replica -c archive_mode=on -c archive_command=x"
+	want := "-c shared_preload_libraries=pg_stat_statements -c log_line_prefix=" + LogLinePrefix + " -c log_timezone=UTC -c log_lock_waits=on " +
+		"-c client_connection_check_interval=2s -c shared_buffers=128MB -c effective_cache_size=384MB -c maintenance_work_mem=32MB -c work_mem=4MB -c wal_level=replica -c archive_mode=on -c archive_command=x"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
@@ -58,16 +59,28 @@ func Exec(ctx context.Context, c *Client, ns, pod, container string, argv []stri
 	if err != nil {
 		return err
 	}
-	// SPDY only when the WebSocket upgrade itself failed (a server or proxy without it, or one that
-	// authorizes it as get and refuses it), as kubectl does: a command that ran and failed must
-	// not run a second time.
+	// SPDY only when the WebSocket attempt never reached the command (a server or proxy without
+	// WebSocket, or one that authorizes it as get and refuses it): an upgrade failure, or no byte
+	// read from stdin nor written by the command. A command that ran and failed must not run a
+	// second time with what is left of its input.
+	var t traffic
 	exec, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err) || !t.seen.Load()
 	})
 	if err != nil {
 		return err
 	}
-	err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	opts := remotecommand.StreamOptions{}
+	if stdin != nil {
+		opts.Stdin = t.reader(stdin)
+	}
+	if stdout != nil {
+		opts.Stdout = t.writer(stdout)
+	}
+	if stderr != nil {
+		opts.Stderr = t.writer(stderr)
+	}
+	err = exec.StreamWithContext(ctx, opts)
 	if err != nil && execForbidden.MatchString(err.Error()) {
 		// A refused upgrade comes back as text, not as the API server's Status: say which
 		// permission is missing, as every other forbidden request does.
@@ -75,6 +88,37 @@ func Exec(ctx context.Context, c *Client, ns, pod, container string, argv []stri
 	}
 	return err
 }
+
+// traffic records whether an exec's streams carried a byte.
+type traffic struct{ seen atomic.Bool }
+
+type trafficReader struct {
+	t *traffic
+	r io.Reader
+}
+
+func (r trafficReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.t.seen.Store(true)
+	}
+	return n, err
+}
+
+type trafficWriter struct {
+	t *traffic
+	w io.Writer
+}
+
+func (w trafficWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		w.t.seen.Store(true)
+	}
+	return w.w.Write(p)
+}
+
+func (t *traffic) reader(r io.Reader) io.Reader { return trafficReader{t, r} }
+func (t *traffic) writer(w io.Writer) io.Writer { return trafficWriter{t, w} }
 
 // execForbidden is the API server's refusal of the exec upgrade (SPDY, the fallback, is
 // authorized as create).

@@ -34,7 +34,7 @@ const owners = `select string_agg(distinct o, ',') from (
   select pg_get_userbyid(relowner) o from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public'
   union all select pg_get_userbyid(proowner) from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public') x`
 
-// db copy from 15 to 17 inside the cluster, db pull into a PostgreSQL on this machine of another
+// db copy from 15 to 17 inside the cluster (and into a new database with --create), db pull into a PostgreSQL on this machine of another
 // major (plain SQL for its older psql), and db push from it into a new database: the same rows,
 // checksums, view, function and sequences each time; in the cluster the application role owns
 // everything; a non-empty target without --clean and a copy to an older major are refused with
@@ -100,6 +100,20 @@ func TestE2ECopyPullPush(t *testing.T) {
 	}
 	if got := env.SQL(t, ns, "dst", state); got != want {
 		t.Errorf("dst after copy --clean: %s, want %s", got, want)
+	}
+
+	// --create: a new database like src (15), with src's data; not over an existing one.
+	if r := env.Run(t, ns, "db", "copy", "src", "fresh", "--create"); r.Code != 0 {
+		t.Fatalf("copy --create: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if got := env.SQL(t, ns, "fresh", state+" || '|' || current_setting('server_version_num')::int / 10000"); got != want+"|15" {
+		t.Errorf("fresh after copy --create: %s, want %s on 15", got, want)
+	}
+	if got := env.SQL(t, ns, "fresh", owners); got != database.RoleName("fresh") {
+		t.Errorf("the objects of fresh belong to %s", got)
+	}
+	if r := env.Run(t, ns, "db", "copy", "src", "dst", "--create"); r.Code != 6 || !strings.Contains(r.Stderr, "already exists") {
+		t.Errorf("copy --create onto an existing database: exit %d\n%s", r.Code, r.Stderr)
 	}
 
 	// Pull dst (17) into a PostgreSQL on this machine (Debian's: 15).

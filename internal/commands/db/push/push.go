@@ -38,7 +38,8 @@ machine into NAME's application database: this machine's pg_dump (custom format,
 and privileges) is streamed into NAME's pod, where the server's own pg_restore restores it in one
 transaction, every object owned by the application role. NAME's PostgreSQL must be of the local
 pg_dump's major or newer. The password in LOCAL_URL reaches pg_dump in its environment, never on a
-command line. NAME must be empty, unless --clean (it asks; --yes in CI).`),
+command line. NAME must be empty, unless --clean, which drops every object of its application
+role first, in the restore's transaction (it asks; --yes in CI).`),
 		Example:           "stackblaze db push postgres://dev:dev@localhost:5432/shop_dev shop-staging",
 		Args:              cmdutil.TwoArgs("LOCAL_URL and NAME"),
 		ValidArgsFunction: cmdutil.CompleteDatabaseNames(f),
@@ -62,14 +63,14 @@ command line. NAME must be empty, unless --clean (it asks; --yes in CI).`),
 			return run(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().BoolVar(&opts.Clean, "clean", false, "replace NAME's objects of the same names (asks first)")
+	cmd.Flags().BoolVar(&opts.Clean, "clean", false, "drop every object of NAME's application role first (asks first)")
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask before --clean")
 	return cmd
 }
 
 func confirmation(name string) cmdutil.Confirmation {
-	return cmdutil.Confirmation{Action: "replace the objects of database " + name, Effect: "--clean",
-		Hint: "add --yes to replace them", Declined: "nothing pushed: no confirmation"}
+	return cmdutil.Confirmation{Action: "drop every object of database " + name, Effect: "--clean",
+		Hint: "add --yes to drop them", Declined: "nothing pushed: no confirmation"}
 }
 
 func run(ctx context.Context, o *Options) error {
@@ -79,7 +80,7 @@ func run(ctx context.Context, o *Options) error {
 	}
 	scope := cmdutil.ScopeOf(c, o.Name)
 	if o.Clean {
-		if err := confirmation(o.Name).Ask(o.IO, o.Yes, fmt.Sprintf("Replace the objects of %s that the local database also has?", o.Name)); err != nil {
+		if err := confirmation(o.Name).Ask(o.IO, o.Yes, fmt.Sprintf("Drop every object of %s's application role before the push?", o.Name)); err != nil {
 			return err
 		}
 	}
