@@ -47,9 +47,6 @@ type MoveOptions struct {
 const copyScript = `set -euo pipefail
 IFS= read -r PGPASSWORD
 export PGPASSWORD PGOPTIONS='-c lock_timeout=10s'
-# The client keeps standard input open while it waits: when it goes (Ctrl-C, a dropped
-# connection), the copy ends with it, before its transaction commits.
-( cat >/dev/null; kill -TERM 0 ) &
 clean=()
 if [ "$5" = clean ]; then clean=(--clean --if-exists); fi
 pg_dump --format=custom --no-owner --no-privileges --host="$1" --port=5432 --username="$2" --dbname="$3" |
@@ -96,14 +93,11 @@ func Copy(ctx context.Context, c *kube.Client, source, target string, o MoveOpti
 	}
 	prog.Start("Copying %s into %s (in the cluster)", source, target)
 	start := now()
-	// The password, then an input that stays open until the copy is over (copyScript).
-	ectx, done := context.WithCancel(ctx)
-	in := io.MultiReader(strings.NewReader(string(secret.Data["password"])+"\n"), untilDone{ectx})
+	in := strings.NewReader(string(secret.Data["password"]) + "\n")
 	var stderr bytes.Buffer
-	err = kube.Exec(ectx, c, ns, PodName(target), ContainerName,
+	err = kube.Exec(ctx, c, ns, PodName(target), ContainerName,
 		[]string{"bash", "-c", copyScript, "copy", source, string(secret.Data["username"]), string(secret.Data["database"]), RoleName(target), clean},
 		in, io.Discard, &stderr)
-	done()
 	stopProgress(prog)
 	if err != nil {
 		return nil, fmt.Errorf("copy %s into %s: %w: %s", source, target, err, tail(stderr.String(), err))
@@ -112,14 +106,6 @@ func Copy(ctx context.Context, c *kube.Client, source, target string, o MoveOpti
 	res.Objects, _ = UserObjects(ctx, c, target)
 	prog.Done("Copied %s into %s in %.1f s (%d objects)", source, target, res.Seconds, res.Objects)
 	return res, nil
-}
-
-// untilDone is an input that has nothing to read until its context is done, then ends.
-type untilDone struct{ ctx context.Context }
-
-func (u untilDone) Read([]byte) (int, error) {
-	<-u.ctx.Done()
-	return 0, io.EOF
 }
 
 // needEmpty refuses (an *InputError) a target database with objects of its own, unless clean.
