@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -146,9 +145,9 @@ func run(ctx context.Context, o *Options) error {
 	}
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
-	meter := newMeter(o.IO, fmt.Sprintf("Dumping %s", o.Name))
-	res, err := database.Dump(ctx, c, o.Name, meter.writer(w), o.Dump)
-	meter.stop()
+	meter := o.IO.NewByteMeter(fmt.Sprintf("Dumping %s", o.Name))
+	res, err := database.Dump(ctx, c, o.Name, meter.Writer(w), o.Dump)
+	meter.Stop()
 	if err != nil {
 		return cmdutil.KubeError(err, scope)
 	}
@@ -168,82 +167,9 @@ func run(ctx context.Context, o *Options) error {
 	if !o.toStdout() {
 		where = o.File
 	}
-	prog.Done("Dumped %s (%s format) to %s: %s in %.1f s%s", o.Name, res.Format, where, output.HumanBytes(res.Bytes), res.Seconds, rate(res.Bytes, res.Seconds))
+	prog.Done("Dumped %s (%s format) to %s: %s in %.1f s%s", o.Name, res.Format, where, output.HumanBytes(res.Bytes), res.Seconds, output.Rate(res.Bytes, res.Seconds))
 	if o.IO.IsJSON() {
 		return output.JSON(o.IO.Out, Result{DumpResult: res, File: o.File})
 	}
 	return nil
-}
-
-func rate(n int64, secs float64) string {
-	if secs < 0.05 {
-		return ""
-	}
-	return fmt.Sprintf(" (%s/s)", output.HumanBytes(int64(float64(n)/secs)))
-}
-
-// meter redraws one line on a terminal's stderr with the bytes so far and the rate; off a
-// terminal (or in CI) it is silent, and the ✔ line at the end says the total.
-type meter struct {
-	io    *output.IOStreams
-	what  string
-	start time.Time
-	on    bool
-
-	mu   sync.Mutex
-	n    int64
-	done chan struct{}
-	wg   sync.WaitGroup
-}
-
-func newMeter(ios *output.IOStreams, what string) *meter {
-	m := &meter{io: ios, what: what, start: time.Now(), done: make(chan struct{}),
-		on: ios.ErrTTY && !ios.CI() && ios.Getenv != nil && ios.Getenv("TERM") != "dumb"}
-	if m.on {
-		m.wg.Add(1)
-		go m.loop()
-	}
-	return m
-}
-
-func (m *meter) loop() {
-	defer m.wg.Done()
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.done:
-			fmt.Fprint(m.io.ErrOut, "\r\033[K")
-			return
-		case <-t.C:
-			m.mu.Lock()
-			n := m.n
-			m.mu.Unlock()
-			fmt.Fprintf(m.io.ErrOut, "\r\033[K%s: %s%s", m.what, output.HumanBytes(n), rate(n, time.Since(m.start).Seconds()))
-		}
-	}
-}
-
-func (m *meter) stop() {
-	select {
-	case <-m.done:
-	default:
-		close(m.done)
-	}
-	m.wg.Wait()
-}
-
-func (m *meter) writer(w io.Writer) io.Writer { return meterWriter{m, w} }
-
-type meterWriter struct {
-	m *meter
-	w io.Writer
-}
-
-func (mw meterWriter) Write(p []byte) (int, error) {
-	n, err := mw.w.Write(p)
-	mw.m.mu.Lock()
-	mw.m.n += int64(n)
-	mw.m.mu.Unlock()
-	return n, err
 }

@@ -291,13 +291,13 @@ func run(ctx context.Context, o *Options) error {
 	}
 	prog := o.IO.NewProgress(o.Now)
 	defer prog.Stop()
-	meter := newMeter(o.IO, "Importing into "+o.Name)
+	meter := o.IO.NewByteMeter("Importing into " + o.Name)
 	var p database.Progress = prog
-	if meter.on {
+	if meter.On {
 		p = database.NoProgress{}
 	}
-	res, rerr := database.Restore(ctx, c, o.Name, meter.reader(in.r), database.RestoreOptions{Clean: o.Clean, Progress: p})
-	meter.stop()
+	res, rerr := database.Restore(ctx, c, o.Name, meter.Reader(in.r), database.RestoreOptions{Clean: o.Clean, Progress: p})
+	meter.Stop()
 	serr := in.wait(rerr)
 	if serr != nil {
 		prog.Stop()
@@ -312,7 +312,7 @@ func run(ctx context.Context, o *Options) error {
 	if rerr != nil {
 		return explain(rerr, o, scope)
 	}
-	if meter.on {
+	if meter.On {
 		prog.Done("Restored %d objects into %s", res.Objects, o.Name)
 	}
 	if o.IO.IsJSON() {
@@ -353,77 +353,4 @@ func (o *Options) inputName() string {
 		return "the output of pg_dump " + database.RedactURL(o.From)
 	}
 	return o.fileName()
-}
-
-func rate(n int64, secs float64) string {
-	if secs < 0.05 {
-		return ""
-	}
-	return fmt.Sprintf(" (%s/s)", output.HumanBytes(int64(float64(n)/secs)))
-}
-
-// meter redraws one line on a terminal's stderr with the bytes read so far and the rate; off a
-// terminal (or in CI) it is silent.
-type meter struct {
-	io    *output.IOStreams
-	what  string
-	start time.Time
-	on    bool
-
-	mu   sync.Mutex
-	n    int64
-	done chan struct{}
-	wg   sync.WaitGroup
-}
-
-func newMeter(ios *output.IOStreams, what string) *meter {
-	m := &meter{io: ios, what: what, start: time.Now(), done: make(chan struct{}),
-		on: ios.ErrTTY && !ios.CI() && ios.Getenv != nil && ios.Getenv("TERM") != "dumb"}
-	if m.on {
-		m.wg.Add(1)
-		go m.loop()
-	}
-	return m
-}
-
-func (m *meter) loop() {
-	defer m.wg.Done()
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.done:
-			fmt.Fprint(m.io.ErrOut, "\r\033[K")
-			return
-		case <-t.C:
-			m.mu.Lock()
-			n := m.n
-			m.mu.Unlock()
-			fmt.Fprintf(m.io.ErrOut, "\r\033[K%s: %s%s", m.what, output.HumanBytes(n), rate(n, time.Since(m.start).Seconds()))
-		}
-	}
-}
-
-func (m *meter) stop() {
-	select {
-	case <-m.done:
-	default:
-		close(m.done)
-	}
-	m.wg.Wait()
-}
-
-func (m *meter) reader(r io.Reader) io.Reader { return meterReader{m, r} }
-
-type meterReader struct {
-	m *meter
-	r io.Reader
-}
-
-func (mr meterReader) Read(p []byte) (int, error) {
-	n, err := mr.r.Read(p)
-	mr.m.mu.Lock()
-	mr.m.n += int64(n)
-	mr.m.mu.Unlock()
-	return n, err
 }
